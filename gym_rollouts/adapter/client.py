@@ -1,0 +1,147 @@
+"""``VLLMPolicy``: one model call of one rollout, end to end through the router.
+
+Per rollout a ``PolicySession`` remembers the server affinity key, the prompt length known from
+the previous call (to clamp ``max_tokens`` under ``max_model_len``) and the token continuity
+tracker. Pure conversions live in request/reply/completions/tokens; this module only sequences
+them around the dispatcher.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Mapping
+
+from gym_rollouts.adapter.completions import build_completions_body, completion_reply_to_turn
+from gym_rollouts.adapter.context import clamp_max_tokens, is_context_length_error
+from gym_rollouts.adapter.reply import ModelTurn, chat_reply_to_turn
+from gym_rollouts.adapter.request import build_chat_body
+from gym_rollouts.adapter.tokens import (CapturedTokens, ContinuityTracker, capture_chat_tokens,
+                                         capture_completion_tokens)
+from gym_rollouts.config.schema import ModelConfig
+from gym_rollouts.errors import ProtocolError, ServerStatusError, ToolSupportError
+from gym_rollouts.router.dispatcher import Dispatcher
+
+CONTEXT_LENGTH = "context_length"
+_TOOL_PARSER_HINT = ("the vLLM server refused a tools request: start it with "
+                     "--enable-auto-tool-choice --tool-call-parser <parser> (e.g. hermes)")
+
+
+def _is_tool_refusal(err: ServerStatusError) -> bool:
+    message = err.server_message
+    return err.status == 400 and ("enable-auto-tool-choice" in message or "tool-call-parser" in message)
+
+
+class VLLMPolicy:
+    """Shared by all workers: config + model name + context size + the dispatcher."""
+
+    def __init__(self, cfg: ModelConfig, dispatcher: Dispatcher, *, model_name: str,
+                 max_model_len: int | None) -> None:
+        self.cfg = cfg
+        self.dispatcher = dispatcher
+        self.model_name = model_name
+        self.max_model_len = max_model_len
+        self._keys = itertools.count()
+        self.context_length_stops = 0
+        self.clamped_calls = 0
+
+    def session(self) -> "PolicySession":
+        return PolicySession(self, f"r{next(self._keys)}")
+
+
+class PolicySession:
+    """The model side of one rollout."""
+
+    def __init__(self, policy: VLLMPolicy, key: str) -> None:
+        self._p = policy
+        self.key = key
+        self.known_prompt_len: int | None = None
+        self.continuity = ContinuityTracker()
+        self.servers: list[str] = []
+
+    def close(self) -> None:
+        self._p.dispatcher.forget(self.key)
+
+    async def respond(self, params: Mapping[str, Any]) -> ModelTurn:
+        """One model call; context exhaustion yields an empty turn marked ``context_length``."""
+        p, cfg = self._p, self._p.cfg
+        if cfg.use_completions_api:
+            body, path = build_completions_body(params, cfg, p.model_name), "/completions"
+        else:
+            body, path = build_chat_body(params, cfg, p.model_name), "/chat/completions"
+        if cfg.clamp_max_tokens_to_context and p.max_model_len:
+            wanted = body.get("max_tokens")
+            clamped = clamp_max_tokens(wanted, self.known_prompt_len, p.max_model_len)
+            if clamped == 0:
+                return self._context_stop()
+            if clamped is not None and clamped != wanted:
+                body["max_tokens"] = clamped
+                p.clamped_calls += 1
+        try:
+            server, reply = await p.dispatcher.post(path, body, self.key)
+        except ServerStatusError as err:
+            if is_context_length_error(err.status, err.body):
+                return self._context_stop()
+            if _is_tool_refusal(err):
+                raise ToolSupportError(err.status, err.body, server=err.server,
+                                       message=f"{_TOOL_PARSER_HINT} (server said: {err.server_message})") from None
+            raise
+        self.servers.append(server)
+        if cfg.use_completions_api:
+            turn = completion_reply_to_turn(reply, cfg)
+        else:
+            turn = chat_reply_to_turn(reply, cfg)
+        usage = turn.usage
+        self.known_prompt_len = usage["input_tokens"] + usage["output_tokens"] or None
+        if cfg.return_token_id_information:
+            await self._attach_tokens(turn, reply, body)
+        return turn
+
+    def _context_stop(self) -> ModelTurn:
+        self._p.context_length_stops += 1
+        return ModelTurn(output=[], usage={"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0},
+                                           "output_tokens": 0, "output_tokens_details": {"reasoning_tokens": 0},
+                                           "total_tokens": 0},
+                         finish_reason=None, incomplete_reason=CONTEXT_LENGTH)
+
+    async def _attach_tokens(self, turn: ModelTurn, reply: Mapping[str, Any], body: Mapping[str, Any]) -> None:
+        cfg = self._p.cfg
+        captured = capture_completion_tokens(reply) if cfg.use_completions_api else capture_chat_tokens(reply)
+        prompt_ids = captured.prompt_token_ids
+        if prompt_ids is None:
+            prompt_ids = await self._tokenize(body)
+        if not turn.output:
+            raise ProtocolError("a model call with token capture produced no output item to attach ids to")
+        if len(captured.generation_token_ids) != turn.usage["output_tokens"] and turn.usage["output_tokens"]:
+            raise ProtocolError(
+                f"server reported {turn.usage['output_tokens']} completion tokens but sent "
+                f"{len(captured.generation_token_ids)} token ids"
+            )
+        last = turn.output[-1]
+        last["prompt_token_ids"] = prompt_ids
+        last["generation_token_ids"] = captured.generation_token_ids
+        last["generation_log_probs"] = captured.generation_log_probs
+        turn.prompt_token_ids = prompt_ids
+        turn.generation_token_ids = captured.generation_token_ids
+        turn.generation_log_probs = captured.generation_log_probs
+        if cfg.check_token_continuity:
+            self.continuity.observe(prompt_ids, captured.generation_token_ids)
+
+    async def _tokenize(self, body: Mapping[str, Any]) -> list[int]:
+        """Prompt ids from ``/tokenize`` for servers without ``return_token_ids``."""
+        req: dict[str, Any] = {"model": body["model"]}
+        if "prompt" in body:
+            req["prompt"] = body["prompt"]
+        else:
+            req.update(messages=body["messages"], add_generation_prompt=True)
+            if body.get("tools"):
+                req["tools"] = body["tools"]
+            if body.get("chat_template_kwargs"):
+                req["chat_template_kwargs"] = body["chat_template_kwargs"]
+        _, answer = await self._p.dispatcher.post("/tokenize", req, self.key, at_root=True)
+        tokens = answer.get("tokens") if isinstance(answer, dict) else None
+        if not isinstance(tokens, list):
+            raise ProtocolError(f"/tokenize answered without a token list: {str(answer)[:200]}")
+        return tokens
+
+
+__all__ = ["VLLMPolicy", "PolicySession", "CapturedTokens", "CONTEXT_LENGTH"]

@@ -1,0 +1,102 @@
+"""Start-up checks against the fleet: reachability, ``/v1`` in the base URL, the model id.
+
+Reads ``/v1/models`` of every server once: the served ids (the configured model must be among
+them; without one configured, a single served model is used) and ``max_model_len`` (the smallest
+across the fleet, used to clamp ``max_tokens``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gym_rollouts.errors import GymRolloutsError, StartupError, TransportError
+from gym_rollouts.transport.client import HttpTransport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FleetInfo:
+    base_urls: tuple[str, ...]
+    model_name: str
+    max_model_len: int | None
+    served: dict[str, list[str]]
+
+
+async def _models(transport: HttpTransport, base_url: str) -> dict[str, Any] | None:
+    """The ``/models`` answer of ``base_url``, or None when that path does not exist (404)."""
+    status, raw = await transport.get(base_url.rstrip("/") + "/models", timeout_s=15.0)
+    if status == 404:
+        return None
+    if status != 200:
+        raise StartupError(f"{base_url}/models answered HTTP {status}: {raw[:200].decode('utf-8', 'replace')}")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise StartupError(f"{base_url}/models did not answer JSON; is this a vLLM server?") from None
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise StartupError(f"{base_url}/models answered an unexpected shape; is this a vLLM server?")
+    return data
+
+
+async def check_server(transport: HttpTransport, base_url: str) -> tuple[str, dict[str, Any]]:
+    """(the usable base URL, its /models answer); fixes a missing ``/v1`` with a warning."""
+    url = base_url.rstrip("/")
+    try:
+        data = await _models(transport, url)
+        if data is None and not url.endswith("/v1"):
+            data = await _models(transport, url + "/v1")
+            if data is not None:
+                log.warning("policy_base_url %s lacks /v1; using %s/v1 (put /v1 in your config)", url, url)
+                url = url + "/v1"
+    except TransportError as exc:
+        raise StartupError(
+            f"cannot reach the vLLM server at {url} ({exc.kind}): {exc}. Is it running? "
+            f"Check with: curl {url.removesuffix('/v1')}/health"
+        ) from None
+    if data is None:
+        hint = "" if url.endswith("/v1") else f" The base URL must end with /v1, e.g. {url}/v1."
+        raise StartupError(f"{url}/models was not found (HTTP 404); is this a vLLM OpenAI server?{hint}")
+    return url, data
+
+
+def _choose_model(wanted: str | None, served: dict[str, list[str]]) -> str:
+    every = sorted({m for ids in served.values() for m in ids})
+    if wanted is None:
+        if len(every) == 1:
+            return every[0]
+        raise StartupError(f"the servers serve several models ({', '.join(every)}); set policy_model_name")
+    missing = [url for url, ids in served.items() if wanted not in ids]
+    if missing:
+        close = difflib.get_close_matches(wanted, every, n=1, cutoff=0.3)
+        hint = f" Closest match: {close[0]}." if close else ""
+        raise StartupError(
+            f"policy_model_name '{wanted}' is not served by {', '.join(missing)}; served ids: "
+            f"{', '.join(every) or '(none)'}.{hint} Use exactly the id vLLM shows in /v1/models."
+        )
+    return wanted
+
+
+async def discover_fleet(transport: HttpTransport, base_urls: tuple[str, ...], wanted_model: str | None) -> FleetInfo:
+    urls: list[str] = []
+    served: dict[str, list[str]] = {}
+    lengths: dict[str, dict[str, int]] = {}
+    for base in base_urls:
+        url, data = await check_server(transport, base)
+        urls.append(url)
+        served[url] = [str(m.get("id")) for m in data["data"] if isinstance(m, dict)]
+        lengths[url] = {str(m.get("id")): m["max_model_len"] for m in data["data"]
+                        if isinstance(m, dict) and isinstance(m.get("max_model_len"), int)}
+    model = _choose_model(wanted_model, served)
+    known = [lengths[u][model] for u in urls if model in lengths[u]]
+    if len(set(known)) > 1:
+        log.warning("servers disagree on max_model_len for %s: %s; using the smallest", model, sorted(set(known)))
+    return FleetInfo(tuple(urls), model, min(known) if known else None, served)
+
+
+__all__ = ["FleetInfo", "discover_fleet", "check_server", "GymRolloutsError"]

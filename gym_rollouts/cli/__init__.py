@@ -1,0 +1,1 @@
+"""Thin Hydra entry points; the only package that prints."""

@@ -1,0 +1,49 @@
+"""Shared Hydra plumbing for our console scripts.
+
+``hydra_app(task)`` runs ``task(cfg_dict, hydra_cfg)`` as a Hydra app over ``conf/``: it first
+normalises the command line (``+key``/``key`` both work, see config/overrides.py), merges
+``config_paths`` with the command line winning, and turns our ``ConfigError`` into a one-line
+message and exit code 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+from gym_rollouts.config.compose import conf_dir, merge_config_paths, to_plain
+from gym_rollouts.config.overrides import config_group_names, normalize_overrides
+from gym_rollouts.errors import ConfigError, InputError
+
+EXIT_CONFIG = 2
+
+Task = Callable[[dict[str, Any], Any], int]
+
+
+def composed(cfg: Any) -> dict[str, Any]:
+    """The final plain config for a Hydra job (config_paths merged, CLI on top)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = list(HydraConfig.get().overrides.task)
+    return to_plain(merge_config_paths(cfg, overrides))
+
+
+def hydra_app(task: Task, *, config_name: str = "collect", extra_overrides: tuple[str, ...] = ()) -> None:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    cdir = conf_dir()
+    argv = normalize_overrides(sys.argv[1:], config_group_names(cdir))
+    sys.argv = [sys.argv[0], *extra_overrides, *argv]
+    codes: list[int] = []
+
+    @hydra.main(config_path=str(cdir), config_name=config_name, version_base="1.3")
+    def _main(cfg: Any) -> None:
+        try:
+            codes.append(task(composed(cfg), HydraConfig.get()))
+        except (ConfigError, InputError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            codes.append(EXIT_CONFIG)
+
+    _main()
+    sys.exit(max(codes) if codes else 0)

@@ -1,0 +1,262 @@
+"""Typed, validated configuration: frozen dataclasses built from the composed Hydra config.
+
+Everything below the CLI receives these objects, never a DictConfig. ``build_collect_config``
+checks every key and type and raises ``ConfigError`` with a did-you-mean hint for unknown keys.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from gym_rollouts.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The vLLM adapter settings; field names follow NeMo Gym's ``vllm_model``."""
+
+    base_url: tuple[str, ...] = ()
+    api_key: str = "EMPTY"
+    model: str | None = None
+    return_token_id_information: bool = False
+    uses_reasoning_parser: bool = True
+    uses_interleaved_reasoning: bool = False
+    replace_developer_role_with_system: bool = False
+    use_completions_api: bool = False
+    chat_template_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    extra_body: Mapping[str, Any] = field(default_factory=dict)
+    sampling_overrides: Mapping[str, Any] = field(default_factory=dict)
+    temperature: float | None = None
+    top_p: float | None = None
+    clamp_max_tokens_to_context: bool = True
+    check_token_continuity: bool = True
+
+
+@dataclass(frozen=True)
+class EmbeddedServersConfig:
+    """The embedded vLLM-compatible backend started when no ``policy_base_url`` is given."""
+
+    model_name: str = "gym-tiny"
+    max_model_len: int = 4096
+    latency_ms: float = 0.0
+    reasoning: bool = False
+    reasoning_parser: str | None = None
+    num_servers: int = 1
+    startup_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    """HTTP client behaviour: timeouts, keep-alive, retries."""
+
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 900.0
+    keepalive_s: float = 4.0
+    max_retries: int = 4
+    backoff_base_s: float = 0.25
+    backoff_max_s: float = 8.0
+    retry_deadline_s: float = 1800.0
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """How rollouts are spread over servers."""
+
+    policy: str = "sticky_least_loaded"
+    overload_factor: float = 2.0
+    overload_min_gap: int = 8
+    weights: tuple[float, ...] = ()
+    health_interval_s: float = 2.0
+    use_metrics: bool = False
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """The agent loop."""
+
+    name: str = "tool_loop"
+    max_steps: int = 16
+
+
+@dataclass(frozen=True)
+class ResourceConfig:
+    """The environment: tools + verifier, a Python class chosen by Hydra."""
+
+    name: str = "arithmetic"
+    cls: str = "gym_rollouts.resource.arithmetic:ArithmeticResource"
+    example_dataset: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """Everything ``collect`` needs, validated."""
+
+    input_jsonl_fpath: str | None = None
+    output_jsonl_fpath: str | None = None
+    limit: int | None = None
+    num_repeats: int = 1
+    num_samples_in_parallel: int = 64
+    resume_from_cache: bool = False
+    overwrite: bool = False
+    agent_name: str | None = None
+    responses_create_params: Mapping[str, Any] = field(default_factory=dict)
+    max_attempts: int = 2
+    on_bad_input: str = "fail"
+    progress: str = "auto"
+    policy_base_url: Any = None
+    policy_api_key: str = "EMPTY"
+    policy_model_name: str | None = None
+    config_paths: tuple[str, ...] = ()
+    model: ModelConfig = field(default_factory=ModelConfig)
+    servers: EmbeddedServersConfig = field(default_factory=EmbeddedServersConfig)
+    transport: TransportConfig = field(default_factory=TransportConfig)
+    router: RouterConfig = field(default_factory=RouterConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    resource: ResourceConfig = field(default_factory=ResourceConfig)
+
+    @property
+    def uses_embedded_backend(self) -> bool:
+        return not self.model.base_url
+
+
+# Keys that may sit at top level of the composed config without being part of the schema.
+_IGNORED_TOP_LEVEL = frozenset({"hydra", "defaults"})
+
+_ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("CollectConfig", "on_bad_input"): ("fail", "skip"),
+    ("CollectConfig", "progress"): ("auto", "bar", "lines", "off"),
+    ("RouterConfig", "policy"): ("sticky_least_loaded", "hash", "round_robin"),
+}
+
+
+def build_collect_config(raw: Mapping[str, Any]) -> CollectConfig:
+    """Validate a plain (resolved) mapping and build the typed config."""
+    data = {k: v for k, v in raw.items() if k not in _IGNORED_TOP_LEVEL}
+    data = dict(data)
+    model = dict(data.get("model") or {})
+    model["base_url"] = normalize_base_urls(model.get("base_url", data.get("policy_base_url")))
+    data["model"] = model
+    cfg = _build(CollectConfig, data, path="")
+    _check_ranges(cfg)
+    return cfg
+
+
+def normalize_base_urls(value: Any) -> tuple[str, ...]:
+    """``policy_base_url`` may be null, one string, a comma-separated string or a list."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        items = [part.strip() for part in value.split(",")]
+    elif isinstance(value, (list, tuple)):
+        items = [str(part).strip() for part in value]
+    else:
+        raise ConfigError(f"policy_base_url must be a URL or a list of URLs, got {type(value).__name__}: {value!r}")
+    urls = tuple(u for u in items if u)
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"policy_base_url entry {url!r} is not an http(s) URL (expected e.g. http://host:8000/v1)")
+    return urls
+
+
+def _check_ranges(cfg: CollectConfig) -> None:
+    problems = []
+    if cfg.num_samples_in_parallel < 1:
+        problems.append("num_samples_in_parallel must be >= 1")
+    if cfg.num_repeats < 1:
+        problems.append("num_repeats must be >= 1")
+    if cfg.limit is not None and cfg.limit < 0:
+        problems.append("limit must be >= 0 (or null for all rows)")
+    if cfg.max_attempts < 1:
+        problems.append("max_attempts must be >= 1")
+    if cfg.agent.max_steps < 1:
+        problems.append("agent.max_steps must be >= 1")
+    if cfg.servers.num_servers < 1:
+        problems.append("servers.num_servers must be >= 1")
+    if cfg.router.weights and len(cfg.router.weights) != max(len(cfg.model.base_url), 1):
+        problems.append("router.weights needs one weight per server in policy_base_url")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path or 'config'} must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        raise ConfigError(_unknown_key_message(unknown[0], list(fields), path))
+    kwargs = {}
+    for name, value in data.items():
+        where = f"{path}.{name}" if path else name
+        kwargs[name] = _coerce(hints[name], value, where)
+        allowed = _ENUMS.get((cls.__name__, name))
+        if allowed and kwargs[name] not in allowed:
+            raise ConfigError(f"{where} must be one of {', '.join(allowed)}; got {kwargs[name]!r}")
+    return cls(**kwargs)
+
+
+def _unknown_key_message(key: str, known: list[str], path: str) -> str:
+    where = f"{path}.{key}" if path else key
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f" Did you mean '{(path + '.') if path else ''}{close[0]}'?" if close else ""
+    scope = f"'{path}'" if path else "the top level"
+    return f"Unknown config key '{where}' at {scope}.{hint}"
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        errors = []
+        for option in non_none:
+            try:
+                return _coerce(option, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0])
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value if value is not None else {}, where)
+    if origin is tuple:
+        if value is None:
+            return ()
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {type(value).__name__}: {value!r}")
+        return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (collections.abc.Mapping, dict) or tp is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}: {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where} must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where} must be a string, got {type(value).__name__}: {value!r}")
+    raise ConfigError(f"{where}: unsupported type {tp}")  # pragma: no cover - schema bug

@@ -1,0 +1,1 @@
+"""The collection engine: worker pool, retries per rollout, live stats."""

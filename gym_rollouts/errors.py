@@ -1,0 +1,81 @@
+"""The one exception tree of gym_rollouts.
+
+Retryability is a property of the class (``retryable``), never a regex on a message.
+``ConfigError`` is printed by the CLI without a traceback and exits with code 2.
+Context-length is *not* an error: it ends a rollout as ``incomplete`` (see adapter).
+"""
+
+from __future__ import annotations
+
+
+class GymRolloutsError(Exception):
+    """Root of every error this package raises on purpose."""
+
+    retryable: bool = False
+
+
+class ConfigError(GymRolloutsError):
+    """The user's configuration or command line cannot be used as given."""
+
+
+class InputError(GymRolloutsError):
+    """The task JSONL is malformed (carries every problem found, with line numbers)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+class TransportError(GymRolloutsError):
+    """The request never produced an HTTP answer: connect error, timeout, disconnect."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, server: str | None = None, kind: str = "connect") -> None:
+        super().__init__(message)
+        self.server = server
+        self.kind = kind  # "connect" | "timeout" | "disconnected"
+
+
+class ServerStatusError(GymRolloutsError):
+    """The server answered with a non-2xx status."""
+
+    RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+
+    def __init__(self, status: int, body: str, *, server: str | None = None, message: str | None = None) -> None:
+        self.status = status
+        self.body = body
+        self.server = server
+        self.server_message = message or body
+        super().__init__(f"HTTP {status} from {server or 'server'}: {self.server_message}")
+
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        return self.status in self.RETRYABLE_STATUSES or self.status >= 500
+
+
+class ProtocolError(GymRolloutsError):
+    """The server answered 2xx but with something we cannot use (bad JSON, missing or
+    inconsistent token ids, ...). Never silently repaired."""
+
+
+class ToolSupportError(ServerStatusError):
+    """vLLM refused a tools request because it runs without a tool-call parser."""
+
+
+class ResourceError(GymRolloutsError):
+    """A resource (environment) failed: tool execution crashed, verifier raised."""
+
+
+class RolloutError(GymRolloutsError):
+    """A rollout failed for good; names the task and rollout it belongs to."""
+
+    def __init__(self, message: str, *, task_index: int, rollout_index: int, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.task_index = task_index
+        self.rollout_index = rollout_index
+        self.cause = cause
+
+
+class StartupError(ConfigError):
+    """The configured servers cannot be used (unreachable, wrong URL form, model not served)."""

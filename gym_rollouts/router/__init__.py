@@ -1,0 +1,1 @@
+"""Routing: which server serves each model call (pure policy) and the dispatcher that applies it."""
