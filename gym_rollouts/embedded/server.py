@@ -1,0 +1,254 @@
+"""The aiohttp application: vLLM's HTTP routes over the fake engine, plus faults and admin.
+
+`EmbeddedServer` is an async context manager that binds 127.0.0.1 (SO_REUSEADDR, so a restart
+can take the same port), serves until closed, and exposes runtime controls (`set_faults`,
+`set_fail_health`) and `stats()`. No per-request logging: this is the zero-latency backend the
+throughput benchmark runs against.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import Counter
+from dataclasses import replace
+from typing import Any, Callable
+
+import orjson
+from aiohttp import web
+
+from . import vllm_errors as E
+from .config import EmbeddedConfig
+from .engine import FakeEngine, Outcome
+from .faults import SLOW_FAULT_SECONDS, FaultInjector
+from .metrics import ServerMetrics
+
+log = logging.getLogger(__name__)
+
+_JSON = "application/json"
+_METRICS_CT = "text/plain; version=0.0.4; charset=utf-8"
+_NOT_FOUND = orjson.dumps({"detail": "Not Found"})
+
+
+def _json(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type=_JSON)
+
+
+def _error(err: E.ErrorReply) -> web.Response:
+    return web.Response(body=err.body(), status=err.status, content_type=_JSON)
+
+
+class EmbeddedServer:
+    """`async with EmbeddedServer(cfg) as srv:` -> `srv.base_url` ("http://127.0.0.1:P/v1")."""
+
+    def __init__(self, cfg: EmbeddedConfig | None = None, **overrides: Any) -> None:
+        cfg = cfg or EmbeddedConfig()
+        self.cfg = replace(cfg, **overrides) if overrides else cfg
+        self.engine = FakeEngine(self.cfg)
+        self.faults = FaultInjector(self.cfg.fault_rate, self.cfg.fault_kinds, self.cfg.seed)
+        self.metrics = ServerMetrics(self.cfg.model_name, self.cfg.max_model_len, self.cfg.prefix_caching)
+        self.fail_health = self.cfg.fail_health
+        self.requests: Counter[str] = Counter()
+        self._runner: web.AppRunner | None = None
+        self._stopping: asyncio.Event | None = None
+        self._port: int | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("server not started")
+        return self._port
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1" if self.cfg.host in ("", "0.0.0.0", "::") else self.cfg.host
+
+    @property
+    def root_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.root_url + "/v1"
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError("server already started")
+        self._stopping = asyncio.Event()
+        runner = web.AppRunner(
+            self.build_app(),
+            access_log=None,
+            handler_cancellation=True,
+            keepalive_timeout=self.cfg.keepalive_timeout,
+            shutdown_timeout=0.5,
+        )
+        await runner.setup()
+        sock = socket.socket(socket.AF_INET6 if ":" in self.cfg.host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.cfg.host, self.cfg.port))
+            sock.listen(1024)
+            sock.setblocking(False)
+            await web.SockSite(runner, sock).start()
+        except BaseException:
+            sock.close()
+            await runner.cleanup()
+            raise
+        self._port = sock.getsockname()[1]
+        self._runner = runner
+        log.debug("embedded vLLM double serving %s at %s", self.cfg.model_name, self.base_url)
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        if self._stopping is not None:
+            self._stopping.set()  # releases "hang" faults
+        await runner.cleanup()
+
+    async def __aenter__(self) -> "EmbeddedServer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- runtime control ------------------------------------------------------------------------
+    def set_faults(self, rate: float, kinds: Any = None) -> None:
+        self.faults.configure(rate, kinds)
+
+    def set_fail_health(self, fail: bool) -> None:
+        self.fail_health = bool(fail)
+
+    def stats(self) -> dict:
+        return {
+            "requests": dict(self.requests),
+            "faults": self.faults.stats(),
+            "fail_health": self.fail_health,
+            **self.metrics.stats(),
+        }
+
+    # -- application ----------------------------------------------------------------------------
+    def build_app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        engine = self.engine
+        r = app.router
+        r.add_get("/health", self._health)
+        r.add_get("/version", self._version)
+        r.add_get("/v1/models", self._models)
+        r.add_get("/metrics", self._metrics)
+        r.add_post("/v1/chat/completions", self._endpoint("chat", engine.chat))
+        r.add_post("/v1/completions", self._endpoint("completions", engine.completion))
+        r.add_post("/tokenize", self._simple("tokenize", engine.tokenize))
+        r.add_post("/detokenize", self._simple("detokenize", engine.detokenize))
+        r.add_post("/_admin/faults", self._admin_faults)
+        r.add_get("/_admin/stats", self._admin_stats)
+        r.add_route("*", "/{tail:.*}", self._not_found)
+        return app
+
+    async def _health(self, request: web.Request) -> web.Response:
+        self.requests["health"] += 1
+        return web.Response(status=503 if self.fail_health else 200)
+
+    async def _version(self, request: web.Request) -> web.Response:
+        self.requests["version"] += 1
+        return _json(orjson.dumps({"version": self.cfg.version}))
+
+    async def _models(self, request: web.Request) -> web.Response:
+        self.requests["models"] += 1
+        return _json(self.engine.models_body())
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        self.requests["metrics"] += 1
+        return web.Response(text=self.metrics.render(), headers={"Content-Type": _METRICS_CT})
+
+    async def _not_found(self, request: web.Request) -> web.Response:
+        self.requests["not_found"] += 1
+        return _json(_NOT_FOUND, 404)
+
+    def _simple(self, name: str, fn: Callable[[bytes], bytes]):
+        async def handler(request: web.Request) -> web.Response:
+            self.requests[name] += 1
+            raw = await request.read()
+            fault = self.faults.draw()
+            if fault is not None:
+                injected = await self._inject(request, fault)
+                if injected is not None:
+                    return injected
+            try:
+                return _json(fn(raw))
+            except E.ErrorReply as err:
+                return _error(err)
+
+        return handler
+
+    def _endpoint(self, name: str, fn: Callable[[bytes], Outcome]):
+        cfg, metrics, faults = self.cfg, self.metrics, self.faults
+        base_delay = cfg.latency_ms / 1000.0
+        per_token = cfg.latency_per_token_ms / 1000.0
+
+        async def handler(request: web.Request) -> web.Response:
+            self.requests[name] += 1
+            metrics.running += 1
+            try:
+                raw = await request.read()
+                fault = faults.draw()
+                if fault is not None:
+                    injected = await self._inject(request, fault)
+                    if injected is not None:
+                        metrics.requests_failed += 1
+                        return injected
+                try:
+                    out = fn(raw)
+                except E.ErrorReply as err:
+                    metrics.requests_failed += 1
+                    return _error(err)
+                delay = base_delay + per_token * out.completion_tokens
+                if delay > 0:
+                    tokens = len(out.prompt_ids) + out.completion_tokens
+                    metrics.running_tokens += tokens
+                    try:
+                        await asyncio.sleep(delay)
+                    finally:
+                        metrics.running_tokens -= tokens
+                metrics.record(out.prompt_ids, out.completion_tokens)
+                return web.Response(body=out.body, content_type=_JSON)
+            finally:
+                metrics.running -= 1
+
+        return handler
+
+    async def _inject(self, request: web.Request, kind: str) -> web.StreamResponse | None:
+        """Apply one fault. None means "carry on and answer normally"."""
+        if kind == "slow":
+            await asyncio.sleep(SLOW_FAULT_SECONDS)
+            return None
+        if kind == "hang":
+            assert self._stopping is not None
+            await self._stopping.wait()
+            return _error(E.fault(503))
+        if kind == "drop":
+            transport = request.transport
+            if transport is not None:
+                transport.abort()
+            raise asyncio.CancelledError  # nothing may be written on the aborted connection
+        return _error(E.fault(int(kind)))
+
+    async def _admin_faults(self, request: web.Request) -> web.Response:
+        self.requests["admin"] += 1
+        try:
+            body = orjson.loads(await request.read() or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("body must be a JSON object")
+            if "rate" in body or "kinds" in body:
+                self.faults.configure(body.get("rate", self.faults.rate), body.get("kinds"))
+            if "fail_health" in body:
+                self.set_fail_health(body["fail_health"])
+        except (ValueError, TypeError) as exc:
+            return _error(E.bad_request(str(exc)))
+        return _json(orjson.dumps({"faults": self.faults.stats(), "fail_health": self.fail_health}))
+
+    async def _admin_stats(self, request: web.Request) -> web.Response:
+        return _json(orjson.dumps(self.stats()))
