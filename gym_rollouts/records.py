@@ -18,15 +18,17 @@ EXTRAS = "_gr"
 
 
 def empty_usage() -> dict[str, Any]:
-    return {"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 0,
-            "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 0}
+    return {"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": 0, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 0}
 
 
 def add_usage(total: dict[str, Any], usage: Mapping[str, Any]) -> None:
     total["input_tokens"] += usage.get("input_tokens", 0)
     total["output_tokens"] += usage.get("output_tokens", 0)
     total["total_tokens"] += usage.get("total_tokens", 0)
-    total["input_tokens_details"]["cached_tokens"] += (usage.get("input_tokens_details") or {}).get("cached_tokens", 0)
+    in_details = usage.get("input_tokens_details") or {}
+    total["input_tokens_details"]["cached_tokens"] += in_details.get("cached_tokens", 0)
+    total["input_tokens_details"]["cache_write_tokens"] += in_details.get("cache_write_tokens", 0)
     total["output_tokens_details"]["reasoning_tokens"] += (usage.get("output_tokens_details") or {}).get("reasoning_tokens", 0)
 
 

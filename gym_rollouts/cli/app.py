@@ -12,7 +12,8 @@ import sys
 from typing import Any, Callable
 
 from gym_rollouts.config.compose import conf_dir, merge_config_paths, to_plain
-from gym_rollouts.config.overrides import config_group_names, normalize_overrides
+from gym_rollouts.config.overrides import (check_group_choices, config_group_names, normalize_overrides,
+                                           primary_default_groups)
 from gym_rollouts.errors import ConfigError, InputError
 
 EXIT_CONFIG = 2
@@ -23,8 +24,10 @@ Task = Callable[[dict[str, Any], Any], int]
 def composed(cfg: Any) -> dict[str, Any]:
     """The final plain config for a Hydra job (config_paths merged, CLI on top)."""
     from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
 
-    overrides = list(HydraConfig.get().overrides.task)
+    # raw strings: iterating the node would resolve a value such as limit='${x}' as an interpolation
+    overrides = OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)
     return to_plain(merge_config_paths(cfg, overrides))
 
 
@@ -33,7 +36,12 @@ def hydra_app(task: Task, *, config_name: str = "collect", extra_overrides: tupl
     from hydra.core.hydra_config import HydraConfig
 
     cdir = conf_dir()
-    argv = normalize_overrides(sys.argv[1:], config_group_names(cdir))
+    try:
+        check_group_choices(sys.argv[1:], cdir)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    argv = normalize_overrides(sys.argv[1:], config_group_names(cdir), primary_default_groups(cdir, config_name))
     sys.argv = [sys.argv[0], *extra_overrides, *argv]
     codes: list[int] = []
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, ValueNode
 
 from gym_rollouts.config.schema import ModelConfig
 from gym_rollouts.errors import ConfigError
 
 # vllm_model fields that only matter to NeMo Gym's process launcher: accepted and dropped.
-_LAUNCHER_ONLY_FIELDS = frozenset({"entrypoint", "host", "port", "domain", "name", "description"})
+_LAUNCHER_ONLY_FIELDS = frozenset({"entrypoint", "host", "port", "domain", "name", "description", "num_workers"})
+# vllm_model fields we have no equivalent for, accepted only at the value that changes nothing.
+_NO_OP_VALUES: dict[str, tuple[Any, ...]] = {"default_headers": (None, {}), "render_chat_template": (False,)}
 _MODEL_FIELDS = frozenset(ModelConfig.__dataclass_fields__)
 
 
@@ -69,6 +71,14 @@ def _translate_server_block(key: str, node: DictConfig, source: str, out: DictCo
         name = str(field)
         if name in _LAUNCHER_ONLY_FIELDS:
             continue
+        if name in _NO_OP_VALUES:
+            value = as_plain(fields._get_node(name))
+            if value in _NO_OP_VALUES[name]:
+                continue
+            raise ConfigError(
+                f"{source}: policy_model.responses_api_models.vllm_model.{name}={value!r} is not supported "
+                f"(only {' or '.join(repr(v) for v in _NO_OP_VALUES[name])}, which changes nothing)"
+            )
         if name not in _MODEL_FIELDS:
             raise ConfigError(
                 f"{source}: policy_model.responses_api_models.vllm_model.{name} is not supported "
@@ -79,4 +89,9 @@ def _translate_server_block(key: str, node: DictConfig, source: str, out: DictCo
 
 
 def as_plain(value: Any) -> Any:
-    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+    """A node as plain Python, interpolations left unresolved (the file stands alone here)."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=False)
+    if isinstance(value, ValueNode):
+        return value._value()
+    return value

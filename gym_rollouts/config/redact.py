@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 MASK = "****"
-_SECRET_NAMES = frozenset({"api_key", "hf_token", "authorization", "proxy-authorization", "password"})
+_SECRET_NAMES = frozenset({"api_key", "hf_token", "authorization", "proxy_authorization", "password"})
 _SECRET_SUFFIXES = ("_api_key", "_token_secret", "_password")
 
 
 def is_secret_key(key: str) -> bool:
-    k = str(key).lower()
+    """By whole name or suffix, never by substring (``max_output_tokens`` is not a secret).
+    Case and ``-``/``_`` do not matter, so HTTP headers such as ``X-Api-Key`` are caught too."""
+    k = str(key).lower().replace("-", "_")
     return k in _SECRET_NAMES or k.endswith(_SECRET_SUFFIXES)
 
 

@@ -1,12 +1,14 @@
 """``arithmetic``: a ``calculate(expression)`` tool and an exact-match verifier.
 
 Expressions are evaluated by a whitelist over Python's AST (numbers, + - * / // % ** and
-parentheses, bounded exponents): never ``eval``.
+parentheses): never ``eval``. Length, exponents and result sizes are bounded, results must be
+finite real numbers; everything else is a ``ToolCallError`` the model sees as the tool output.
 """
 
 from __future__ import annotations
 
 import ast
+import math
 import operator
 from typing import Any, Mapping
 
@@ -30,29 +32,65 @@ CALCULATE_TOOL = {
     "strict": True,
 }
 
+MAX_EXPRESSION_CHARS = 1000
+MAX_INT_BITS = 4096  # about 1230 decimal digits: far beyond any task, far below a slow computation
+
 
 def evaluate(expression: str) -> float | int:
+    """The value of an arithmetic expression; anything else raises ``ToolCallError``."""
+    text = expression.strip()
+    if len(text) > MAX_EXPRESSION_CHARS:
+        raise ToolCallError(f"expression too long ({len(text)} characters, at most {MAX_EXPRESSION_CHARS})")
     try:
-        tree = ast.parse(expression.strip(), mode="eval")
-    except SyntaxError:
-        raise ToolCallError(f"cannot parse expression {expression!r}") from None
-    return _eval(tree.body)
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        raise ToolCallError(f"cannot parse expression {_short(text)}") from None
+    try:
+        return _checked(_eval(tree.body))
+    except RecursionError:
+        raise ToolCallError("expression nested too deeply") from None
+
+
+def _short(text: str) -> str:
+    return repr(text if len(text) <= 80 else text[:77] + "...")
 
 
 def _eval(node: ast.AST) -> float | int:
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-        return node.value
+        return _checked(node.value)
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
         left, right = _eval(node.left), _eval(node.right)
-        if isinstance(node.op, ast.Pow) and abs(right) > 64:
-            raise ToolCallError("exponent too large")
+        if isinstance(node.op, ast.Pow):
+            _check_power(left, right)
         try:
-            return _BINOPS[type(node.op)](left, right)
+            return _checked(_BINOPS[type(node.op)](left, right))
         except ZeroDivisionError:
             raise ToolCallError("division by zero") from None
+        except OverflowError:
+            raise ToolCallError("result too large") from None
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_eval(node.operand))
-    raise ToolCallError(f"unsupported syntax in expression: {ast.dump(node)[:60]}")
+    raise ToolCallError(f"unsupported syntax in expression: {type(node).__name__} "
+                        f"(only numbers, + - * / // % ** and parentheses)")
+
+
+def _check_power(base: float | int, exponent: float | int) -> None:
+    if abs(exponent) > 64:
+        raise ToolCallError("exponent too large")
+    if base < 0 and not float(exponent).is_integer():
+        raise ToolCallError("a negative number to a fractional power is not a real number")
+    if isinstance(base, int) and isinstance(exponent, int) and base.bit_length() * exponent > MAX_INT_BITS:
+        raise ToolCallError("result too large")
+
+
+def _checked(value: float | int) -> float | int:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ToolCallError("result is not a finite number")
+    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        raise ToolCallError("result too large")
+    if not isinstance(value, (int, float)):  # e.g. complex: never expected after the checks above
+        raise ToolCallError("result is not a real number")
+    return value
 
 
 def format_number(value: float | int) -> str:

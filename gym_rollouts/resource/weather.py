@@ -35,8 +35,9 @@ class WeatherResource(Resource):
         city = arguments.get("city")
         if not isinstance(city, str) or not city.strip():
             raise ToolCallError("get_weather needs a non-empty string argument 'city'")
-        condition = _CONDITIONS[zlib.crc32(city.strip().lower().encode()) % len(_CONDITIONS)]
-        return f"{condition}, {10 + zlib.crc32(city.encode()) % 20} C in {city.strip()}"
+        city = city.strip()
+        key = zlib.crc32(city.lower().encode())  # the same city always gets the same weather
+        return f"{_CONDITIONS[key % len(_CONDITIONS)]}, {10 + key // len(_CONDITIONS) % 20} C in {city}"
 
     async def verify(self, row: Mapping[str, Any], response: Mapping[str, Any], state: Any) -> Verification:
         ok = "get_weather" in called_tools(response) and bool(final_text(response).strip())
