@@ -31,10 +31,12 @@ class TransportError(GymRolloutsError):
 
     retryable = True
 
-    def __init__(self, message: str, *, server: str | None = None, kind: str = "connect") -> None:
+    def __init__(self, message: str, *, server: str | None = None, kind: str = "connect",
+                 reason: str | None = None) -> None:
         super().__init__(message)
         self.server = server
         self.kind = kind  # "connect" | "timeout" | "disconnected"
+        self.reason = reason  # for "connect": "refused" | "dns" | None (other), e.g. for doctor
 
 
 class ServerStatusError(GymRolloutsError):

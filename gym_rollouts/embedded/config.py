@@ -36,6 +36,7 @@ class EmbeddedConfig:
     prefix_caching: bool = True
     fail_health: bool = False
     keepalive_timeout: float = 5.0  # vLLM/uvicorn's default idle keep-alive (seconds)
+    max_num_seqs: int = 0  # like vLLM --max-num-seqs: requests generating at once (0 = no limit)
     version: str = field(default="0.32.0")
 
     def __post_init__(self) -> None:
@@ -90,6 +91,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-prefix-caching", dest="prefix_caching", action="store_false")
     p.add_argument("--fail-health", action="store_true")
     p.add_argument("--keepalive-timeout", type=float, default=d.keepalive_timeout)
+    p.add_argument("--max-num-seqs", type=int, default=d.max_num_seqs)
     p.add_argument("--version-string", dest="version", default=d.version)
     return p
 
@@ -116,6 +118,7 @@ def config_to_argv(cfg: EmbeddedConfig) -> list[str]:
         "fault_rate": "--fault-rate",
         "seed": "--seed",
         "keepalive_timeout": "--keepalive-timeout",
+        "max_num_seqs": "--max-num-seqs",
         "version": "--version-string",
     }
     for name, flag in valued.items():

@@ -107,6 +107,9 @@ class EmbeddedProcess:
         proc = subprocess.Popen(
             [self.python, "-m", "gym_rollouts.embedded", *argv],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log, env=env,
+            # own process group: a terminal's Ctrl-C reaches only the parent, which drains its
+            # in-flight requests against this server before stopping it
+            start_new_session=True,
         )
         self._proc = proc
         try:

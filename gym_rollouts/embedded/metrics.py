@@ -20,6 +20,7 @@ class ServerMetrics:
         self.max_model_len = max_model_len
         self.prefix_caching = prefix_caching
         self.running = 0
+        self.waiting = 0  # queued for a free slot (max_num_seqs)
         self.running_tokens = 0
         self.prompt_tokens = 0
         self.generation_tokens = 0
@@ -57,7 +58,7 @@ class ServerMetrics:
         kv = min(1.0, self.running_tokens / float(_KV_CAPACITY_SEQUENCES * self.max_model_len))
         rows = [
             ("vllm:num_requests_running", "gauge", "Number of requests in model execution batches.", "", self.running),
-            ("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.", "", 0),
+            ("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.", "", self.waiting),
             ("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.", "", kv),
             ("vllm:prefix_cache_queries", "counter", "Prefix cache queries, in terms of number of queried tokens.", "_total", self.prefix_queries),
             ("vllm:prefix_cache_hits", "counter", "Prefix cache hits, in terms of number of cached tokens.", "_total", self.prefix_hits),

@@ -188,6 +188,7 @@ class EmbeddedServer:
         cfg, metrics, faults = self.cfg, self.metrics, self.faults
         base_delay = cfg.latency_ms / 1000.0
         per_token = cfg.latency_per_token_ms / 1000.0
+        slots = asyncio.Semaphore(cfg.max_num_seqs) if cfg.max_num_seqs > 0 else None
 
         async def handler(request: web.Request) -> web.Response:
             self.requests[name] += 1
@@ -207,18 +208,32 @@ class EmbeddedServer:
                     return _error(err)
                 delay = base_delay + per_token * out.completion_tokens
                 if delay > 0:
+                    if slots is not None:  # max_num_seqs: queue for a free slot first
+                        await self._take_slot(slots)
                     tokens = len(out.prompt_ids) + out.completion_tokens
                     metrics.running_tokens += tokens
                     try:
                         await asyncio.sleep(delay)
                     finally:
                         metrics.running_tokens -= tokens
+                        if slots is not None:
+                            slots.release()
                 metrics.record(out.prompt_ids, out.completion_tokens)
                 return web.Response(body=out.body, content_type=_JSON)
             finally:
                 metrics.running -= 1
 
         return handler
+
+    async def _take_slot(self, slots: asyncio.Semaphore) -> None:
+        """Wait for a generation slot, counted as waiting (not running) meanwhile."""
+        self.metrics.running -= 1
+        self.metrics.waiting += 1
+        try:
+            await slots.acquire()
+        finally:
+            self.metrics.waiting -= 1
+            self.metrics.running += 1
 
     async def _inject(self, request: web.Request, kind: str) -> web.StreamResponse | None:
         """Apply one fault. None means "carry on and answer normally"."""

@@ -1,14 +1,20 @@
-"""Sends one model call to a server chosen by the policy, retrying and failing over.
+"""Sends one model call to the server the policy picks, failing over and retrying.
 
-Retryable failures (connect errors, disconnects, timeouts, HTTP 429/5xx) are retried with
-jittered exponential backoff on another up server when there is one, under ``max_retries`` and
-a deadline. Other 4xx are returned to the caller at once. A server that fails a request is marked
-down until a background ``/health`` probe sees it answer again.
+Per attempt: pick a server (``RoutingPolicy``), count the request in flight (the count drops on
+every outcome: answer, error or cancellation), send it (``HttpTransport``). On a retryable
+failure the server is marked down (``HealthTracker``) and the call is retried on another server
+when there is one, after the backoff the ``RetryPolicy`` gives, until a budget or the deadline
+runs out; then the last error is raised. Non-retryable answers (4xx other than 429, among them
+vLLM's context-length 400) are raised to the adapter untouched and say nothing against the
+server. A background ``Prober`` brings servers back up (and reads ``/metrics`` if asked).
+
+``stats()`` gives one dict per server for the progress display and the aggregate metrics file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -16,115 +22,134 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from gym_rollouts.config.schema import RouterConfig, TransportConfig
-from gym_rollouts.errors import GymRolloutsError
+from gym_rollouts.errors import ConfigError, GymRolloutsError
+from gym_rollouts.router.health import DOWN, HealthTracker
+from gym_rollouts.router.latency import LatencyHistogram
 from gym_rollouts.router.policy import RoutingPolicy, ServerState
+from gym_rollouts.router.probe import Prober, root_url
+from gym_rollouts.router.retry import RetryPolicy, RetryState, failure_kind
 from gym_rollouts.transport.client import HttpTransport
 
 log = logging.getLogger(__name__)
 
+__all__ = ["Dispatcher", "root_url"]
+
 
 @dataclass
-class ServerStats:
-    completed: int = 0
-    failed: int = 0
-    retried: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
-
-
-def root_url(base_url: str) -> str:
-    """``http://h:p/v1`` -> ``http://h:p`` (``/health`` and ``/metrics`` live at the root)."""
-    return base_url[: -len("/v1")] if base_url.rstrip("/").endswith("/v1") else base_url.rstrip("/")
+class ServerCounters:
+    completed: int = 0  # answered 2xx
+    failed: int = 0  # attempts that ended in an error other than a 4xx answer
+    retried: int = 0  # failed attempts that were retried (here or elsewhere)
+    client_errors: int = 0  # 4xx answers passed back to the adapter (context length, ...)
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
 
 class Dispatcher:
     """Async context manager: the router of one run."""
 
     def __init__(self, base_urls: tuple[str, ...], transport: HttpTransport, cfg: RouterConfig,
-                 tcfg: TransportConfig) -> None:
+                 tcfg: TransportConfig, *, rng: random.Random | None = None) -> None:
+        if not base_urls:
+            raise ConfigError("no vLLM server to route to (policy_base_url is empty)")
         weights = cfg.weights or tuple(1.0 for _ in base_urls)
+        if len(weights) != len(base_urls):
+            raise ConfigError(f"router.weights has {len(weights)} entries for {len(base_urls)} servers")
         self.servers = [ServerState(url=u.rstrip("/"), weight=w) for u, w in zip(base_urls, weights)]
-        self.policy = RoutingPolicy(self.servers, kind=cfg.policy, overload_factor=cfg.overload_factor,
-                                    overload_min_gap=cfg.overload_min_gap)
+        self.policy = RoutingPolicy(self.servers, cfg.policy, overload_factor=cfg.overload_factor,
+                                    overload_min_gap=cfg.overload_min_gap, kv_saturation=cfg.kv_cache_saturation)
+        self.health = HealthTracker(self.servers, cooldown_s=cfg.down_cooldown_s,
+                                    cooldown_max_s=cfg.down_cooldown_max_s,
+                                    probe_failures_to_down=cfg.probe_failures_to_down)
+        self.retry_policy = RetryPolicy.from_config(tcfg)
+        self.prober = Prober(self.servers, self.health, transport, cfg)
+        self.retries_by_kind: dict[str, int] = {}
         self._transport = transport
         self._cfg = cfg
-        self._tcfg = tcfg
-        self._stats = [ServerStats() for _ in base_urls]
+        self._rng = rng or random.Random()
+        self._counters = [ServerCounters() for _ in base_urls]
         self._probe_task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> "Dispatcher":
-        if len(self.servers) > 1 or self._cfg.health_interval_s > 0:
-            self._probe_task = asyncio.create_task(self._probe_loop())
+        if self.prober.enabled:
+            self._probe_task = asyncio.create_task(self.prober.run(), name="router-probes")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._probe_task is not None:
-            self._probe_task.cancel()
-            try:
-                await self._probe_task
-            except asyncio.CancelledError:
-                pass
+        task, self._probe_task = self._probe_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def forget(self, key: str) -> None:
+        """The rollout ``key`` is over: drop its server affinity."""
         self.policy.forget(key)
 
     async def post(self, path: str, body: Mapping[str, Any], key: str, *, at_root: bool = False) -> tuple[str, Any]:
         """POST ``body`` to ``<server base URL><path>`` (or ``<server root><path>`` with
         ``at_root``, for ``/tokenize``); returns (server base URL, decoded JSON)."""
-        deadline = time.monotonic() + self._tcfg.retry_deadline_s
-        excluded: set[int] = set()
-        attempt = 0
+        retry = RetryState(self.retry_policy, time.monotonic(), self._rng)
+        tried: set[int] = set()
         while True:
-            index = self.policy.choose(key, frozenset(excluded))
-            server = self.servers[index]
-            server.in_flight += 1
-            started = time.perf_counter()
+            index = self.policy.choose(key, frozenset(tried))
             try:
-                url = (root_url(server.url) if at_root else server.url) + path
-                result = await self._transport.post_json(url, body, server=server.url)
+                return self.servers[index].url, await self._attempt(index, path, body, at_root)
             except GymRolloutsError as exc:
-                self._stats[index].failed += 1
-                if not exc.retryable or attempt >= self._tcfg.max_retries or time.monotonic() > deadline:
+                delay = retry.next_delay(exc, time.monotonic())
+                if delay is None:
                     raise
-                attempt += 1
-                self._stats[index].retried += 1
-                if len(self.servers) > 1:
-                    server.up = False
-                    excluded.add(index)
-                    if len(excluded) >= len(self.servers):
-                        excluded.clear()
-                delay = min(self._tcfg.backoff_max_s, self._tcfg.backoff_base_s * 2 ** (attempt - 1))
-                log.debug("retrying after %s on %s (attempt %d)", exc, server.url, attempt)
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                continue
-            finally:
-                server.in_flight -= 1
-            stats = self._stats[index]
-            stats.completed += 1
-            if len(stats.latencies_ms) < 100_000:
-                stats.latencies_ms.append((time.perf_counter() - started) * 1000)
-            return server.url, result
+                kind = failure_kind(exc) or "other"
+                self.retries_by_kind[kind] = self.retries_by_kind.get(kind, 0) + 1
+                self._counters[index].retried += 1
+                tried.add(index)
+                log.debug("%s failed on %s (%s); retry %d in %.2fs", path, self.servers[index].url, exc,
+                          retry.total, delay)
+                await asyncio.sleep(delay)
 
-    async def _probe_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._cfg.health_interval_s)
-            for server in self.servers:
-                if server.up:
-                    continue
-                try:
-                    status, _ = await self._transport.get(root_url(server.url) + "/health",
-                                                          timeout_s=min(5.0, self._cfg.health_interval_s * 2))
-                    server.up = status == 200
-                except GymRolloutsError:
-                    server.up = False
+    async def _attempt(self, index: int, path: str, body: Mapping[str, Any], at_root: bool) -> Any:
+        server, counters = self.servers[index], self._counters[index]
+        url = (root_url(server.url) if at_root else server.url) + path
+        server.in_flight += 1
+        started = time.perf_counter()
+        try:
+            result = await self._transport.post_json(url, body, server=server.url)
+        except GymRolloutsError as exc:
+            if failure_kind(exc) is None and getattr(exc, "status", None) is not None:
+                counters.client_errors += 1  # the server answered: it is alive
+                self.health.request_succeeded(index)
+                raise
+            counters.failed += 1
+            if exc.retryable and self.health.request_failed(index, time.monotonic(), str(exc)) == DOWN:
+                log.warning("server %s marked down: %s", server.url, exc)
+            raise
+        finally:
+            server.in_flight -= 1
+        counters.completed += 1
+        counters.latency.add((time.perf_counter() - started) * 1000.0)
+        self.health.request_succeeded(index)
+        return result
 
     def stats(self) -> list[dict[str, Any]]:
+        """One dict per server: url, state, in-flight, outcomes, latency (ms), load signals."""
         out = []
-        for server, st in zip(self.servers, self._stats):
-            lat = sorted(st.latencies_ms)
-            out.append({
-                "server": server.url, "up": server.up, "in_flight": server.in_flight,
-                "completed": st.completed, "failed": st.failed, "retried": st.retried,
-                "mean_latency_ms": round(sum(lat) / len(lat), 3) if lat else None,
-                "p99_latency_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 3) if lat else None,
-            })
+        for index, (server, c) in enumerate(zip(self.servers, self._counters)):
+            mean, p99 = c.latency.mean(), c.latency.quantile(0.99)
+            row: dict[str, Any] = {
+                "server": server.url, "up": server.up, "state": self.health.state(index),
+                "in_flight": server.in_flight, "completed": c.completed, "failed": c.failed,
+                "retried": c.retried, "client_errors": c.client_errors, "downs": self.health.downs(index),
+                "mean_latency_ms": None if mean is None else round(mean, 3),
+                "p99_latency_ms": None if p99 is None else round(p99, 3),
+                "weight": server.weight,
+            }
+            if self._cfg.use_metrics:
+                row["waiting"] = server.waiting
+                row["kv_cache_usage"] = round(server.kv_usage, 4)
+            out.append(row)
         return out
+
+    def summary(self) -> dict[str, Any]:
+        """Fleet-wide router figures (retries by kind, affinity breaks, stale-socket retries)."""
+        return {"policy": self.policy.kind, "retries_by_kind": dict(self.retries_by_kind),
+                "affinity_breaks": self.policy.affinity_breaks, "live_rollouts": self.policy.live_rollouts,
+                "servers_up": sum(s.up for s in self.servers), **self._transport.stats()}

@@ -1,73 +1,146 @@
-"""Server selection policy (pure, no I/O; a decision costs microseconds).
+"""Server selection policy (pure, no I/O; a decision costs a few microseconds).
 
-``sticky_least_loaded``: every call of one rollout goes to the server its first call went to,
-while that server is up and not overloaded relative to the least-loaded one; new rollouts go to
-the up server with the fewest in-flight requests per unit of weight (ties broken round-robin).
-``hash`` pins ``sha256(key) % N`` (NeMo Gym's behaviour) and ``round_robin`` ignores affinity;
-both exist as baselines for benchmarks.
+``sticky_least_loaded`` (the default):
+- a rollout's calls go to the server its first call went to (vLLM's prefix cache then reuses
+  the conversation so far), while that server accepts traffic and is not overloaded;
+- a new rollout goes to the accepting server with the least load, where load is
+  ``(in-flight requests + vLLM waiting requests) / weight`` (waiting is 0 unless ``/metrics``
+  is polled); servers whose KV cache is at or above ``kv_saturation`` are skipped while
+  another one is below it; ties go round-robin from a rotating cursor, so tied servers take
+  turns;
+- a sticky rollout moves (affinity break) when its server is down, or when its load exceeds
+  ``overload_factor`` times the least-loaded server's *and* it has at least
+  ``overload_min_gap`` more requests outstanding (the gap keeps small absolute differences,
+  e.g. 2 vs 0, from breaking affinity).
+
+A server *accepts* traffic when it is up, except that a server just back from a failure is on
+probation and takes one request at a time until one succeeds. When no server accepts, the
+least bad choice is made (a server not yet tried for this call, then any), so a call is never
+refused here: the retry policy decides when to give up.
+
+``hash`` pins ``sha256(key) % N`` (NeMo Gym's behaviour) and ``round_robin`` rotates over the
+servers per call; both are baselines for the benchmark.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+POLICIES = ("sticky_least_loaded", "hash", "round_robin")
 
 
 @dataclass
 class ServerState:
-    """What the policy knows of one server; the dispatcher keeps it current."""
+    """What the policy knows of one server; the dispatcher and the prober keep it current."""
 
     url: str
     weight: float = 1.0
     up: bool = True
-    in_flight: int = 0
-    waiting: float = 0.0  # from /metrics when enabled
+    probation: bool = False  # back from a failure: one request at a time until one succeeds
+    in_flight: int = 0  # our requests sent and not yet answered, failed or cancelled
+    waiting: float = 0.0  # vllm:num_requests_waiting (when /metrics is polled)
+    kv_usage: float = 0.0  # vllm:kv_cache_usage_perc in [0, 1] (when /metrics is polled)
 
     def load(self) -> float:
         return (self.in_flight + self.waiting) / self.weight
 
+    def accepts(self) -> bool:
+        return self.up and not (self.probation and self.in_flight > 0)
 
-@dataclass
+
 class RoutingPolicy:
-    servers: list[ServerState]
-    kind: str = "sticky_least_loaded"
-    overload_factor: float = 2.0
-    overload_min_gap: int = 8
-    _affinity: dict[str, int] = field(default_factory=dict)
-    _rr: int = 0
+    """Chooses a server index per call; remembers each live rollout's server."""
+
+    def __init__(self, servers: list[ServerState], kind: str = "sticky_least_loaded", *,
+                 overload_factor: float = 2.0, overload_min_gap: int = 8,
+                 kv_saturation: float = 1.0) -> None:
+        if kind not in POLICIES:
+            raise ValueError(f"unknown routing policy {kind!r}; choose from {', '.join(POLICIES)}")
+        if not servers:
+            raise ValueError("a routing policy needs at least one server")
+        self.servers = servers
+        self.kind = kind
+        self.overload_factor = overload_factor
+        self.overload_min_gap = overload_min_gap
+        self.kv_saturation = kv_saturation
+        self.affinity_breaks = 0
+        self._affinity: dict[str, int] = {}
+        self._cursor = 0
+
+    @property
+    def live_rollouts(self) -> int:
+        """Rollouts with a remembered server (memory is O(live rollouts))."""
+        return len(self._affinity)
+
+    def server_of(self, key: str) -> int | None:
+        return self._affinity.get(key)
+
+    def forget(self, key: str) -> None:
+        """Drop a finished rollout's affinity."""
+        self._affinity.pop(key, None)
 
     def choose(self, key: str, exclude: frozenset[int] = frozenset()) -> int:
-        """Index of the server for the next call of rollout ``key``."""
-        candidates = [i for i, s in enumerate(self.servers) if s.up and i not in exclude]
-        if not candidates:
-            candidates = [i for i in range(len(self.servers)) if i not in exclude] or list(range(len(self.servers)))
-        if self.kind == "hash":
-            pinned = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % len(self.servers)
-            return pinned if pinned in candidates else candidates[0]
-        if self.kind == "round_robin":
-            self._rr += 1
-            return candidates[self._rr % len(candidates)]
-        best = self._least_loaded(candidates)
+        """Index of the server for the next call of rollout ``key``; ``exclude`` holds the
+        servers this call already failed on."""
         sticky = self._affinity.get(key)
-        if sticky is not None and sticky in candidates and not self._overloaded(sticky, best):
-            return sticky
+        if sticky is not None and self.kind == "sticky_least_loaded":
+            s = self.servers[sticky]  # O(1) fast path: below the gap it cannot be overloaded
+            if s.accepts() and sticky not in exclude and s.in_flight + s.waiting < self.overload_min_gap:
+                return sticky
+        candidates = self._candidates(exclude)
+        if self.kind == "hash":
+            return self._hashed(key, candidates)
+        if self.kind == "round_robin":
+            return self._take_turn(candidates)
+        if sticky is not None and sticky in candidates:
+            if not self._overloaded(sticky, self._least_loaded(candidates)):
+                return sticky
+            self.affinity_breaks += 1
+        fresh = [i for i in candidates if self.servers[i].kv_usage < self.kv_saturation] or candidates
+        best = self._least_loaded(fresh)
+        self._cursor = (best + 1) % len(self.servers)
         self._affinity[key] = best
         return best
 
-    def forget(self, key: str) -> None:
-        """Drop a finished rollout's affinity (keeps memory O(in-flight rollouts))."""
-        self._affinity.pop(key, None)
+    def _candidates(self, exclude: frozenset[int]) -> list[int]:
+        servers = self.servers
+        accepting = [i for i, s in enumerate(servers) if s.accepts()]
+        if exclude:
+            untried = [i for i in accepting if i not in exclude]
+            if untried:
+                return untried
+        if accepting:
+            return accepting
+        untried = [i for i in range(len(servers)) if i not in exclude]
+        return untried or list(range(len(servers)))
 
     def _least_loaded(self, candidates: list[int]) -> int:
-        loads = [self.servers[i].load() for i in candidates]
-        low = min(loads)
-        tied = [i for i, load in zip(candidates, loads) if load == low]
-        self._rr += 1
-        return tied[self._rr % len(tied)]
+        """Lowest load; among equals the first at or after the rotating cursor."""
+        n, cursor, servers = len(self.servers), self._cursor, self.servers
+        best, best_key = candidates[0], (servers[candidates[0]].load(), (candidates[0] - cursor) % n)
+        for i in candidates[1:]:
+            key = (servers[i].load(), (i - cursor) % n)
+            if key < best_key:
+                best, best_key = i, key
+        return best
 
     def _overloaded(self, sticky: int, best: int) -> bool:
         if sticky == best:
             return False
         s, b = self.servers[sticky], self.servers[best]
-        gap = s.in_flight + s.waiting - (b.in_flight + b.waiting)
-        return gap >= self.overload_min_gap and s.load() > self.overload_factor * max(b.load(), 1e-9)
+        gap = (s.in_flight + s.waiting) - (b.in_flight + b.waiting)
+        return gap >= self.overload_min_gap and s.load() > self.overload_factor * b.load()
+
+    def _hashed(self, key: str, candidates: list[int]) -> int:
+        n = len(self.servers)
+        pinned = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % n
+        if pinned in candidates:
+            return pinned
+        return min(candidates, key=lambda i: (i - pinned) % n)  # next one after the pinned server
+
+    def _take_turn(self, candidates: list[int]) -> int:
+        n = len(self.servers)
+        chosen = min(candidates, key=lambda i: (i - self._cursor) % n)
+        self._cursor = (chosen + 1) % n
+        return chosen

@@ -1,0 +1,88 @@
+"""Up/down state machine of each server (pure: the caller passes the time).
+
+- A retryable request failure (connect error, disconnect, timeout, 429/5xx) marks an up server
+  down at once ("trip"), for a cooldown of ``cooldown_s * 2**(trips-1)`` (capped at
+  ``cooldown_max_s``); ``trips`` counts trips since the last success, so a server that keeps
+  failing is retried ever more rarely. Failures while already down change nothing.
+- ``probe_failures_to_down`` consecutive failed ``/health`` probes mark an up server down.
+- A passing probe brings a down server back once its cooldown is over. A server that tripped on
+  requests comes back on probation (one request at a time, see policy) until a request succeeds.
+- Any successful request (or a 4xx answer, which proves the server is alive) resets the trips
+  and ends probation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gym_rollouts.router.policy import ServerState
+
+UP, DOWN = "up", "down"
+
+
+@dataclass
+class _Health:
+    trips: int = 0
+    down_until: float = 0.0
+    probe_failures: int = 0
+    downs: int = 0  # up -> down transitions, for stats
+    reason: str = ""
+
+
+class HealthTracker:
+    def __init__(self, servers: list[ServerState], *, cooldown_s: float = 1.0, cooldown_max_s: float = 60.0,
+                 probe_failures_to_down: int = 2) -> None:
+        self.servers = servers
+        self.cooldown_s = cooldown_s
+        self.cooldown_max_s = cooldown_max_s
+        self.probe_failures_to_down = probe_failures_to_down
+        self._h = [_Health() for _ in servers]
+
+    def downs(self, index: int) -> int:
+        return self._h[index].downs
+
+    def reason(self, index: int) -> str:
+        """Why the server last went down ('' if it never did)."""
+        return self._h[index].reason
+
+    def state(self, index: int) -> str:
+        s = self.servers[index]
+        return DOWN if not s.up else ("probation" if s.probation else UP)
+
+    def request_failed(self, index: int, now: float, reason: str) -> str | None:
+        """A retryable failure of a request sent to ``index``; returns DOWN on a transition."""
+        s, h = self.servers[index], self._h[index]
+        if not s.up:
+            return None
+        h.trips += 1
+        return self._down(index, now + min(self.cooldown_max_s, self.cooldown_s * 2.0 ** (h.trips - 1)), reason)
+
+    def request_succeeded(self, index: int) -> None:
+        h = self._h[index]
+        h.trips = 0
+        h.probe_failures = 0
+        self.servers[index].probation = False
+
+    def probe_result(self, index: int, ok: bool, now: float, detail: str = "") -> str | None:
+        """Apply one ``/health`` probe outcome; returns UP or DOWN on a transition."""
+        s, h = self.servers[index], self._h[index]
+        if ok:
+            h.probe_failures = 0
+            if not s.up and now >= h.down_until:
+                s.up = True
+                s.probation = h.trips > 0
+                return UP
+            return None
+        h.probe_failures += 1
+        if s.up and h.probe_failures >= self.probe_failures_to_down:
+            return self._down(index, now, f"health probe failed {h.probe_failures}x: {detail}")
+        return None
+
+    def _down(self, index: int, until: float, reason: str) -> str:
+        s, h = self.servers[index], self._h[index]
+        s.up = False
+        s.probation = False
+        h.down_until = until
+        h.downs += 1
+        h.reason = reason
+        return DOWN

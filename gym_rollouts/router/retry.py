@@ -1,0 +1,101 @@
+"""Retry policy of one model call (pure: no I/O, no clock, no global random state).
+
+A failed attempt is classified into a *kind*; only these kinds are retried:
+
+- ``connect``: the TCP connection could not be made (refused, connect timeout);
+- ``disconnected``: the connection broke before a complete answer;
+- ``timeout``: no answer within the read timeout (a hung server);
+- ``status_429``: HTTP 429 (server asks us to back off);
+- ``status_5xx``: HTTP 500/502/503/504 and other 5xx.
+
+Everything else is returned to the caller at once: HTTP 4xx other than 429 (a context-length
+400 among them, which the adapter turns into an ``incomplete`` rollout), protocol errors, and
+programming errors. Each kind has its own budget (retries of that kind per call), all kinds
+share ``max_retries``, and no retry starts after the call's deadline. The delay before retry
+``n`` is a jittered exponential backoff: ``min(max, base * 2**(n-1))`` times a factor drawn
+uniformly from [0.5, 1.5), capped at ``max``.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from gym_rollouts.errors import ServerStatusError, TransportError
+
+RETRY_KINDS = ("connect", "disconnected", "timeout", "status_429", "status_5xx")
+DEFAULT_RETRY_BUDGET: Mapping[str, int] = {
+    "connect": 6, "disconnected": 4, "timeout": 2, "status_429": 8, "status_5xx": 4,
+}
+
+
+def check_budget(budget: Mapping[str, Any]) -> list[str]:
+    """Problems with a ``transport.retry_budget`` mapping (empty when it is valid)."""
+    problems = []
+    for kind, value in budget.items():
+        if kind not in RETRY_KINDS:
+            problems.append(f"transport.retry_budget.{kind}: unknown kind (known: {', '.join(RETRY_KINDS)})")
+        elif not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            problems.append(f"transport.retry_budget.{kind} must be an integer >= 0, got {value!r}")
+    return problems
+
+
+def failure_kind(exc: BaseException) -> str | None:
+    """The retry kind of a failed attempt, or None when it must not be retried."""
+    if isinstance(exc, TransportError):
+        return exc.kind if exc.kind in ("connect", "timeout") else "disconnected"
+    if isinstance(exc, ServerStatusError):
+        if exc.status == 429:
+            return "status_429"
+        if exc.status >= 500:
+            return "status_5xx"
+    return None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The knobs; build one per run with :meth:`from_config`."""
+
+    max_retries: int = 8
+    budget: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_RETRY_BUDGET))
+    backoff_base_s: float = 0.25
+    backoff_max_s: float = 8.0
+    deadline_s: float = 1800.0
+
+    @classmethod
+    def from_config(cls, tcfg: Any) -> "RetryPolicy":
+        """From a ``TransportConfig``; kinds missing from its ``retry_budget`` keep the defaults."""
+        return cls(max_retries=tcfg.max_retries, budget={**DEFAULT_RETRY_BUDGET, **dict(tcfg.retry_budget)},
+                   backoff_base_s=tcfg.backoff_base_s, backoff_max_s=tcfg.backoff_max_s,
+                   deadline_s=tcfg.retry_deadline_s)
+
+    def backoff(self, retry_number: int, rng: random.Random) -> float:
+        """Delay before retry number ``retry_number`` (1-based)."""
+        step = min(self.backoff_max_s, self.backoff_base_s * 2.0 ** (retry_number - 1))
+        return min(self.backoff_max_s, step * (0.5 + rng.random()))
+
+
+@dataclass
+class RetryState:
+    """The retry bookkeeping of one call: create it when the call starts."""
+
+    policy: RetryPolicy
+    started: float
+    rng: random.Random
+    used: dict[str, int] = field(default_factory=dict)
+    total: int = 0
+
+    def next_delay(self, exc: BaseException, now: float) -> float | None:
+        """Seconds to wait before retrying after ``exc`` at time ``now``; None = give up."""
+        kind = failure_kind(exc)
+        if kind is None or self.total >= self.policy.max_retries:
+            return None
+        if self.used.get(kind, 0) >= self.policy.budget.get(kind, 0):
+            return None
+        delay = self.policy.backoff(self.total + 1, self.rng)
+        if now + delay > self.started + self.policy.deadline_s:
+            return None
+        self.used[kind] = self.used.get(kind, 0) + 1
+        self.total += 1
+        return delay

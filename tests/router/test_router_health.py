@@ -1,0 +1,60 @@
+"""HealthTracker: down on request failure or repeated probe failure, up after cooldown, probation."""
+
+from __future__ import annotations
+
+from gym_rollouts.router.health import DOWN, UP, HealthTracker
+from gym_rollouts.router.policy import ServerState
+
+
+def tracker(n: int = 2, **kw) -> tuple[list[ServerState], HealthTracker]:
+    servers = [ServerState(url=f"http://s{i}/v1") for i in range(n)]
+    return servers, HealthTracker(servers, **kw)
+
+
+def test_request_failure_marks_down_once_and_cooldown_gates_the_return() -> None:
+    servers, h = tracker(cooldown_s=1.0)
+    assert h.request_failed(0, now=100.0, reason="refused") == DOWN
+    assert h.request_failed(0, now=100.1, reason="refused") is None  # already down: no new trip
+    assert not servers[0].up and h.state(0) == "down" and h.downs(0) == 1 and h.reason(0) == "refused"
+    assert h.probe_result(0, True, now=100.5) is None  # still cooling down
+    assert h.probe_result(0, True, now=101.0) == UP
+    assert servers[0].up and servers[0].probation and h.state(0) == "probation"
+    h.request_succeeded(0)
+    assert h.state(0) == "up"
+
+
+def test_repeated_trips_double_the_cooldown_until_a_success() -> None:
+    servers, h = tracker(cooldown_s=1.0, cooldown_max_s=3.0)
+    now = 0.0
+    returns = []
+    for _ in range(4):
+        h.request_failed(0, now, "hang")
+        t = now
+        while h.probe_result(0, True, t) != UP:
+            t += 0.25
+        returns.append(t - now)
+        now = t
+    assert returns == [1.0, 2.0, 3.0, 3.0]  # 1, 2, 4 capped at 3
+    h.request_succeeded(0)
+    h.request_failed(0, now, "x")
+    assert h.probe_result(0, True, now + 1.0) == UP  # the success reset the trips
+    assert h.state(0) == "probation"
+
+
+def test_probe_failures_mark_down_after_the_threshold_and_up_without_probation() -> None:
+    servers, h = tracker(probe_failures_to_down=2)
+    assert h.probe_result(1, False, 0.0, "HTTP 503") is None
+    assert servers[1].up
+    assert h.probe_result(1, False, 2.0, "HTTP 503") == DOWN
+    assert "HTTP 503" in h.reason(1)
+    assert h.probe_result(1, False, 4.0) is None
+    assert h.probe_result(1, True, 6.0) == UP
+    assert servers[1].up and not servers[1].probation
+
+
+def test_a_success_between_probe_failures_resets_the_count() -> None:
+    servers, h = tracker(probe_failures_to_down=2)
+    h.probe_result(0, False, 0.0)
+    h.request_succeeded(0)
+    h.probe_result(0, False, 1.0)
+    assert servers[0].up
