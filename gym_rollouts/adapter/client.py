@@ -2,8 +2,12 @@
 
 Per rollout a ``PolicySession`` remembers the server affinity key, the prompt length known from
 the previous call (to clamp ``max_tokens`` under ``max_model_len``) and the token continuity
-tracker. Pure conversions live in request/reply/completions/tokens; this module only sequences
-them around the dispatcher.
+tracker. Pure conversions live in messages/request/reply/completions/tokens/context; this module
+only sequences them around the dispatcher:
+
+build body -> clamp max_tokens -> POST -> (context-length 400 -> empty turn ``context_length``;
+tool-parser refusal -> ``ToolSupportError`` naming the vLLM flags) -> reply -> items -> token
+capture (prompt ids from ``/tokenize`` only for servers without ``return_token_ids``) -> continuity.
 """
 
 from __future__ import annotations
@@ -12,8 +16,8 @@ import itertools
 from typing import Any, Mapping
 
 from gym_rollouts.adapter.completions import build_completions_body, completion_reply_to_turn
-from gym_rollouts.adapter.context import clamp_max_tokens, is_context_length_error
-from gym_rollouts.adapter.reply import ModelTurn, chat_reply_to_turn
+from gym_rollouts.adapter.context import clamp_max_tokens, is_context_length_error, ran_out_of_context
+from gym_rollouts.adapter.reply import ModelTurn, chat_reply_to_turn, map_usage
 from gym_rollouts.adapter.request import build_chat_body
 from gym_rollouts.adapter.tokens import (CapturedTokens, ContinuityTracker, capture_chat_tokens,
                                          capture_completion_tokens)
@@ -22,11 +26,13 @@ from gym_rollouts.errors import ProtocolError, ServerStatusError, ToolSupportErr
 from gym_rollouts.router.dispatcher import Dispatcher
 
 CONTEXT_LENGTH = "context_length"
-_TOOL_PARSER_HINT = ("the vLLM server refused a tools request: start it with "
-                     "--enable-auto-tool-choice --tool-call-parser <parser> (e.g. hermes)")
+TOOL_PARSER_HINT = ("the vLLM server refused a request with tools because it runs without a tool-call "
+                    "parser: restart it with --enable-auto-tool-choice --tool-call-parser <name> "
+                    "(e.g. hermes for Qwen/Hermes-style models)")
+_TOKENIZE_FIELDS = ("tools", "chat_template_kwargs", "add_special_tokens")
 
 
-def _is_tool_refusal(err: ServerStatusError) -> bool:
+def is_tool_refusal(err: ServerStatusError) -> bool:
     message = err.server_message
     return err.status == 400 and ("enable-auto-tool-choice" in message or "tool-call-parser" in message)
 
@@ -43,9 +49,14 @@ class VLLMPolicy:
         self._keys = itertools.count()
         self.context_length_stops = 0
         self.clamped_calls = 0
+        self.tokenize_fallbacks = 0
 
     def session(self) -> "PolicySession":
         return PolicySession(self, f"r{next(self._keys)}")
+
+    def stats(self) -> dict[str, int]:
+        return {"context_length_stops": self.context_length_stops, "clamped_calls": self.clamped_calls,
+                "tokenize_fallbacks": self.tokenize_fallbacks}
 
 
 class PolicySession:
@@ -61,15 +72,18 @@ class PolicySession:
     def close(self) -> None:
         self._p.dispatcher.forget(self.key)
 
-    async def respond(self, params: Mapping[str, Any]) -> ModelTurn:
-        """One model call; context exhaustion yields an empty turn marked ``context_length``."""
+    def _body(self, params: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
         p, cfg = self._p, self._p.cfg
         if cfg.use_completions_api:
-            body, path = build_completions_body(params, cfg, p.model_name), "/completions"
-        else:
-            body, path = build_chat_body(params, cfg, p.model_name), "/chat/completions"
+            return build_completions_body(params, cfg, p.model_name), "/completions"
+        return build_chat_body(params, cfg, p.model_name), "/chat/completions"
+
+    async def respond(self, params: Mapping[str, Any]) -> ModelTurn:
+        """One model call; context exhaustion yields a turn marked ``context_length``."""
+        p, cfg = self._p, self._p.cfg
+        body, path = self._body(params)
+        wanted = body.get("max_tokens")
         if cfg.clamp_max_tokens_to_context and p.max_model_len:
-            wanted = body.get("max_tokens")
             clamped = clamp_max_tokens(wanted, self.known_prompt_len, p.max_model_len)
             if clamped == 0:
                 return self._context_stop()
@@ -81,27 +95,25 @@ class PolicySession:
         except ServerStatusError as err:
             if is_context_length_error(err.status, err.body):
                 return self._context_stop()
-            if _is_tool_refusal(err):
+            if is_tool_refusal(err):
                 raise ToolSupportError(err.status, err.body, server=err.server,
-                                       message=f"{_TOOL_PARSER_HINT} (server said: {err.server_message})") from None
+                                       message=f"{TOOL_PARSER_HINT} (server said: {err.server_message})") from None
             raise
         self.servers.append(server)
-        if cfg.use_completions_api:
-            turn = completion_reply_to_turn(reply, cfg)
-        else:
-            turn = chat_reply_to_turn(reply, cfg)
+        turn = completion_reply_to_turn(reply, cfg) if cfg.use_completions_api else chat_reply_to_turn(reply, cfg)
         usage = turn.usage
         self.known_prompt_len = usage["input_tokens"] + usage["output_tokens"] or None
+        if ran_out_of_context(turn.finish_reason, usage["input_tokens"], usage["output_tokens"], wanted,
+                              p.max_model_len):
+            turn.incomplete_reason = CONTEXT_LENGTH
+            p.context_length_stops += 1
         if cfg.return_token_id_information:
             await self._attach_tokens(turn, reply, body)
         return turn
 
     def _context_stop(self) -> ModelTurn:
         self._p.context_length_stops += 1
-        return ModelTurn(output=[], usage={"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0},
-                                           "output_tokens": 0, "output_tokens_details": {"reasoning_tokens": 0},
-                                           "total_tokens": 0},
-                         finish_reason=None, incomplete_reason=CONTEXT_LENGTH)
+        return ModelTurn(output=[], usage=map_usage(None), finish_reason=None, incomplete_reason=CONTEXT_LENGTH)
 
     async def _attach_tokens(self, turn: ModelTurn, reply: Mapping[str, Any], body: Mapping[str, Any]) -> None:
         cfg = self._p.cfg
@@ -109,13 +121,9 @@ class PolicySession:
         prompt_ids = captured.prompt_token_ids
         if prompt_ids is None:
             prompt_ids = await self._tokenize(body)
+        _check_against_usage(captured, prompt_ids, turn.usage)
         if not turn.output:
             raise ProtocolError("a model call with token capture produced no output item to attach ids to")
-        if len(captured.generation_token_ids) != turn.usage["output_tokens"] and turn.usage["output_tokens"]:
-            raise ProtocolError(
-                f"server reported {turn.usage['output_tokens']} completion tokens but sent "
-                f"{len(captured.generation_token_ids)} token ids"
-            )
         last = turn.output[-1]
         last["prompt_token_ids"] = prompt_ids
         last["generation_token_ids"] = captured.generation_token_ids
@@ -127,21 +135,30 @@ class PolicySession:
             self.continuity.observe(prompt_ids, captured.generation_token_ids)
 
     async def _tokenize(self, body: Mapping[str, Any]) -> list[int]:
-        """Prompt ids from ``/tokenize`` for servers without ``return_token_ids``."""
+        """Prompt ids from ``/tokenize`` (same messages, tools and template kwargs as the call)
+        for servers without ``return_token_ids``."""
+        self._p.tokenize_fallbacks += 1
         req: dict[str, Any] = {"model": body["model"]}
         if "prompt" in body:
             req["prompt"] = body["prompt"]
         else:
             req.update(messages=body["messages"], add_generation_prompt=True)
-            if body.get("tools"):
-                req["tools"] = body["tools"]
-            if body.get("chat_template_kwargs"):
-                req["chat_template_kwargs"] = body["chat_template_kwargs"]
+            req.update({k: body[k] for k in _TOKENIZE_FIELDS if body.get(k) is not None})
         _, answer = await self._p.dispatcher.post("/tokenize", req, self.key, at_root=True)
         tokens = answer.get("tokens") if isinstance(answer, dict) else None
-        if not isinstance(tokens, list):
+        if not isinstance(tokens, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
             raise ProtocolError(f"/tokenize answered without a token list: {str(answer)[:200]}")
         return tokens
 
 
-__all__ = ["VLLMPolicy", "PolicySession", "CapturedTokens", "CONTEXT_LENGTH"]
+def _check_against_usage(captured: CapturedTokens, prompt_ids: list[int], usage: Mapping[str, Any]) -> None:
+    """Ids and usage must agree: a mismatch means the ids are not the ones the server counted."""
+    generated, prompt = usage.get("output_tokens"), usage.get("input_tokens")
+    if generated and len(captured.generation_token_ids) != generated:
+        raise ProtocolError(f"the server reported {generated} completion tokens but sent "
+                            f"{len(captured.generation_token_ids)} generation token ids")
+    if prompt and len(prompt_ids) != prompt:
+        raise ProtocolError(f"the server reported {prompt} prompt tokens but the prompt has {len(prompt_ids)} ids")
+
+
+__all__ = ["VLLMPolicy", "PolicySession", "CapturedTokens", "CONTEXT_LENGTH", "TOOL_PARSER_HINT"]

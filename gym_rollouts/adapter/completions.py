@@ -1,51 +1,62 @@
 """Completions mode (``use_completions_api: true``): single-turn prompts on ``/v1/completions``.
 
-Only ``[user]`` or ``[system, user]`` conversations are allowed; the prompt is their texts joined
-by a blank line. Tools and multi-turn histories are refused with a clear error.
+Only ``[user]`` or ``[system, user]`` conversations are allowed (``instructions`` count as the
+system message); the prompt is their texts joined by a blank line, sent as is (no chat template).
+Tools, assistant turns and tool outputs are refused with an error that names the chat API as the
+way out. The body follows the same precedence rules as chat (request.py); token capture asks for
+``logprobs: 0`` (the sampled token only), ``return_tokens_as_token_ids`` and ``return_token_ids``.
+Note that vLLM's completions endpoint defaults ``max_tokens`` to 16: set ``max_output_tokens``.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from gym_rollouts.adapter.reply import ModelTurn, map_usage, message_item, reasoning_item, split_message_text
-from gym_rollouts.adapter.request import RequestConversionError, _PASSTHROUGH, build_chat_body
+from gym_rollouts.adapter.messages import RequestConversionError, responses_to_chat_messages
+from gym_rollouts.adapter.reply import ModelTurn, map_usage, text_to_items
+from gym_rollouts.adapter.request import mapped_fields, require_single_choice, shape_body
 from gym_rollouts.config.schema import ModelConfig
 from gym_rollouts.errors import ProtocolError
 
+# Chat-only fields that have no meaning on /v1/completions.
+_CHAT_ONLY = ("tools", "tool_choice", "parallel_tool_calls", "reasoning_effort", "top_logprobs", "response_format")
 
-def build_completions_body(params: Mapping[str, Any], cfg: ModelConfig, model: str) -> dict[str, Any]:
+
+def completion_prompt(params: Mapping[str, Any], cfg: ModelConfig) -> str:
     if params.get("tools"):
-        raise RequestConversionError("completions mode (use_completions_api) does not support tools")
-    chat = build_chat_body(params, cfg, model)
-    messages = chat.pop("messages")
+        raise RequestConversionError(
+            "completions mode (use_completions_api=true) does not support tools; use the chat API "
+            "(use_completions_api=false) for tool use")
+    messages = responses_to_chat_messages(params, cfg)
     roles = [m["role"] for m in messages]
     if roles not in (["user"], ["system", "user"]):
         raise RequestConversionError(
-            f"completions mode needs a [user] or [system, user] conversation, got {roles}; "
-            f"multi-turn and tool conversations need the chat API (use_completions_api=false)"
-        )
-    body = {k: v for k, v in chat.items() if k not in ("top_logprobs", "return_tokens_as_token_ids", "logprobs",
-                                                     "tool_choice", "chat_template_kwargs")}
-    body["prompt"] = "\n\n".join(m["content"] or "" for m in messages)
+            f"completions mode (use_completions_api=true) needs a [user] or [system, user] conversation, "
+            f"got {roles}; multi-turn and tool conversations need the chat API (use_completions_api=false)")
+    return "\n\n".join(m["content"] or "" for m in messages)
+
+
+def build_completions_body(params: Mapping[str, Any], cfg: ModelConfig, model: str) -> dict[str, Any]:
+    mapped = {k: v for k, v in mapped_fields(params).items() if k not in _CHAT_ONLY}
+    if "logprobs" in mapped:  # top_logprobs=N in the request: completions spell it logprobs=N
+        mapped["logprobs"] = params["top_logprobs"]
+    mapped["prompt"] = completion_prompt(params, cfg)
+    body = shape_body(mapped, params, cfg, model, template_kwargs=False)
     if cfg.return_token_id_information:
         body.update(logprobs=0, return_tokens_as_token_ids=True, return_token_ids=True)
-    for key in _PASSTHROUGH:
-        if key in chat:
-            body[key] = chat[key]
+        require_single_choice(body)
     return body
 
 
 def completion_reply_to_turn(reply: Mapping[str, Any], cfg: ModelConfig) -> ModelTurn:
-    choices = reply.get("choices")
-    if not isinstance(choices, list) or not choices:
+    choices = reply.get("choices") if isinstance(reply, Mapping) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
         raise ProtocolError(f"completion has no choices: {str(reply)[:200]}")
     choice = choices[0]
     text = choice.get("text")
     if not isinstance(text, str):
         raise ProtocolError("choices[0].text must be a string")
-    blocks, visible = split_message_text({"content": text}, cfg)
-    output = ([reasoning_item(blocks)] if blocks else []) + [message_item(visible)]
     finish = choice.get("finish_reason")
+    output = text_to_items(text, None, [], cfg, truncated=finish == "length")
     return ModelTurn(output=output, usage=map_usage(reply.get("usage")), finish_reason=finish,
                      incomplete_reason="max_output_tokens" if finish == "length" else None)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import os
+import random
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{os.urandom(12).hex()}"
+    # 96 random bits from the (fork-safe, urandom-seeded) ``random`` module: ids need uniqueness,
+    # not secrecy, and os.urandom costs a syscall per id (was a top cost of the hot path)
+    return f"{prefix}_{random.getrandbits(96):024x}"

@@ -65,6 +65,12 @@ async def check_server(transport: HttpTransport, base_url: str) -> tuple[str, di
     return url, data
 
 
+def closest_model(wanted: str, served_ids: list[str]) -> str | None:
+    """The served id most like ``wanted`` (a typo, a missing org prefix), or None."""
+    close = difflib.get_close_matches(wanted, served_ids, n=1, cutoff=0.3)
+    return close[0] if close else None
+
+
 def _choose_model(wanted: str | None, served: dict[str, list[str]]) -> str:
     every = sorted({m for ids in served.values() for m in ids})
     if wanted is None:
@@ -73,8 +79,8 @@ def _choose_model(wanted: str | None, served: dict[str, list[str]]) -> str:
         raise StartupError(f"the servers serve several models ({', '.join(every)}); set policy_model_name")
     missing = [url for url, ids in served.items() if wanted not in ids]
     if missing:
-        close = difflib.get_close_matches(wanted, every, n=1, cutoff=0.3)
-        hint = f" Closest match: {close[0]}." if close else ""
+        close = closest_model(wanted, every)
+        hint = f" Closest match: {close}." if close else ""
         raise StartupError(
             f"policy_model_name '{wanted}' is not served by {', '.join(missing)}; served ids: "
             f"{', '.join(every) or '(none)'}.{hint} Use exactly the id vLLM shows in /v1/models."
@@ -99,4 +105,4 @@ async def discover_fleet(transport: HttpTransport, base_urls: tuple[str, ...], w
     return FleetInfo(tuple(urls), model, min(known) if known else None, served)
 
 
-__all__ = ["FleetInfo", "discover_fleet", "check_server", "GymRolloutsError"]
+__all__ = ["FleetInfo", "discover_fleet", "check_server", "closest_model", "GymRolloutsError"]

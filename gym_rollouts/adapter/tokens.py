@@ -8,7 +8,7 @@ Generation ids come from ``choices[0].token_ids`` (``return_token_ids``) and mus
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from gym_rollouts.errors import ProtocolError
@@ -36,86 +36,116 @@ def _parse_token_id(token: Any, position: int) -> int:
 
 
 def _check_ids(ids: Any, what: str) -> list[int]:
-    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-        raise ProtocolError(f"{what} must be a list of integers")
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+        raise ProtocolError(f"{what} must be a list of non-negative integers")
     return ids
 
 
-def _reconcile(ids: list[int] | None, from_logprobs: list[int], logprobs: list[float]) -> CapturedTokens:
-    if ids is None:
+def _logprob(value: Any, position: int) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ProtocolError(f"logprob entry {position} has logprob {value!r}, expected a number")
+    return float(value)
+
+
+def _reconcile(ids: Any, prompt: Any, from_logprobs: list[int], logprobs: list[float],
+               prompt_where: str) -> CapturedTokens:
+    """Generation ids from ``token_ids`` checked against the logprob entries; prompt ids.
+
+    Both ``token_ids`` and prompt ids absent: a server without ``return_token_ids`` (ids come from
+    the logprob entries, prompt ids from /tokenize). Only one of them present: partial data."""
+    if ids is None and prompt is None:
         return CapturedTokens(None, from_logprobs, logprobs)
+    if ids is None or prompt is None:
+        missing = "choices[0].token_ids" if ids is None else prompt_where
+        raise ProtocolError(f"the server returned partial token data: {missing} is missing although "
+                            f"return_token_ids was requested")
+    ids = _check_ids(ids, "choices[0].token_ids")
     if len(ids) != len(from_logprobs):
-        raise ProtocolError(
-            f"token_ids has {len(ids)} ids but logprobs has {len(from_logprobs)} entries"
-        )
+        raise ProtocolError(f"choices[0].token_ids has {len(ids)} ids but logprobs has {len(from_logprobs)} entries")
     for pos, (a, b) in enumerate(zip(ids, from_logprobs)):
         if a != b:
-            raise ProtocolError(f"token_ids[{pos}]={a} disagrees with logprobs entry token_id:{b}")
-    return CapturedTokens(None, ids, logprobs)
+            raise ProtocolError(f"choices[0].token_ids[{pos}]={a} disagrees with logprob entry token_id:{b}")
+    return CapturedTokens(_check_ids(prompt, prompt_where), ids, logprobs)
+
+
+def _first_choice(reply: Any, kind: str) -> Mapping[str, Any]:
+    choices = reply.get("choices") if isinstance(reply, Mapping) else None
+    if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], Mapping):
+        count = len(choices) if isinstance(choices, list) else 0
+        raise ProtocolError(f"token capture needs exactly one choice in the {kind} reply, got {count}")
+    return choices[0]
 
 
 def capture_chat_tokens(reply: Mapping[str, Any]) -> CapturedTokens:
-    """Token ids and logprobs of a chat completion made with token capture on."""
-    choice = (reply.get("choices") or [{}])[0]
+    """Token ids and logprobs of a chat completion made with token capture on (prompt ids at
+    the top level of the reply)."""
+    choice = _first_choice(reply, "chat")
     content = (choice.get("logprobs") or {}).get("content")
-    if content is None:
-        raise ProtocolError("the reply has no logprobs although token capture asked for them")
-    from_lp = [_parse_token_id(e.get("token"), i) for i, e in enumerate(content)]
-    logprobs = [float(e.get("logprob")) for e in content]
-    ids = choice.get("token_ids")
-    captured = _reconcile(_check_ids(ids, "choices[0].token_ids") if ids is not None else None, from_lp, logprobs)
-    prompt = reply.get("prompt_token_ids")
-    prompt_ids = _check_ids(prompt, "prompt_token_ids") if prompt is not None else None
-    return CapturedTokens(prompt_ids, captured.generation_token_ids, captured.generation_log_probs)
+    if not isinstance(content, list):
+        raise ProtocolError("the reply has no logprobs although token capture asked for them "
+                            "(logprobs=true, top_logprobs=0)")
+    entries = [e if isinstance(e, Mapping) else {} for e in content]
+    from_lp = [_parse_token_id(e.get("token"), i) for i, e in enumerate(entries)]
+    logprobs = [_logprob(e.get("logprob"), i) for i, e in enumerate(entries)]
+    return _reconcile(choice.get("token_ids"), reply.get("prompt_token_ids"), from_lp, logprobs, "prompt_token_ids")
 
 
 def capture_completion_tokens(reply: Mapping[str, Any]) -> CapturedTokens:
     """Token ids and logprobs of a ``/v1/completions`` reply (prompt ids are per choice there)."""
-    choice = (reply.get("choices") or [{}])[0]
+    choice = _first_choice(reply, "completion")
     lp = choice.get("logprobs") or {}
     tokens, values = lp.get("tokens"), lp.get("token_logprobs")
-    if tokens is None or values is None:
-        raise ProtocolError("the completion has no logprobs although token capture asked for them")
+    if not isinstance(tokens, list) or not isinstance(values, list):
+        raise ProtocolError("the completion has no logprobs although token capture asked for them (logprobs=0)")
     if len(tokens) != len(values):
         raise ProtocolError(f"logprobs.tokens has {len(tokens)} entries but token_logprobs {len(values)}")
     from_lp = [_parse_token_id(t, i) for i, t in enumerate(tokens)]
-    ids = choice.get("token_ids")
-    captured = _reconcile(_check_ids(ids, "choices[0].token_ids") if ids is not None else None, from_lp,
-                          [float(v) for v in values])
-    prompt = choice.get("prompt_token_ids")
-    prompt_ids = _check_ids(prompt, "choices[0].prompt_token_ids") if prompt is not None else None
-    return CapturedTokens(prompt_ids, captured.generation_token_ids, captured.generation_log_probs)
+    logprobs = [_logprob(v, i) for i, v in enumerate(values)]
+    return _reconcile(choice.get("token_ids"), choice.get("prompt_token_ids"), from_lp, logprobs,
+                      "choices[0].prompt_token_ids")
 
 
 @dataclass
 class ContinuityTracker:
     """Checks that each call's prompt ids start with the previous call's prompt + generation ids.
 
-    Never repairs anything: it records the first break so users see when a chat template does
-    not re-render history token for token (Qwen3-style templates that strip earlier <think> do).
+    Never repairs anything: it records the first break (which call, which position, the id
+    expected there and the id found) so users see when a chat template does not re-render history
+    token for token (Qwen3-style templates that strip earlier ``<think>`` do).
     """
 
     previous: list[int] | None = None
     calls: int = 0
-    first_break: dict[str, int] | None = None
     checked: int = 0
+    first_break: dict[str, Any] | None = None
+    breaks: int = 0
 
     def observe(self, prompt_ids: Sequence[int], generation_ids: Sequence[int]) -> None:
         if self.previous is not None:
             self.checked += 1
-            if self.first_break is None:
-                position = _first_mismatch(self.previous, prompt_ids)
-                if position is not None:
-                    self.first_break = {"call": self.calls, "position": position}
+            position = first_mismatch(self.previous, prompt_ids)
+            if position is not None:
+                self.breaks += 1
+                if self.first_break is None:
+                    self.first_break = {
+                        "call": self.calls, "position": position,
+                        "expected": self.previous[position],
+                        "actual": prompt_ids[position] if position < len(prompt_ids) else None,
+                    }
         self.previous = [*prompt_ids, *generation_ids]
         self.calls += 1
 
+    @property
+    def continuous(self) -> bool:
+        return self.first_break is None
+
     def summary(self) -> dict[str, Any]:
-        return {"continuous": self.first_break is None, "checked_calls": self.checked,
+        return {"continuous": self.continuous, "checked_calls": self.checked, "broken_calls": self.breaks,
                 "first_mismatch": self.first_break}
 
 
-def _first_mismatch(expected_prefix: Sequence[int], actual: Sequence[int]) -> int | None:
+def first_mismatch(expected_prefix: Sequence[int], actual: Sequence[int]) -> int | None:
+    """The first position where ``actual`` does not continue ``expected_prefix`` (None: it does)."""
     for pos, want in enumerate(expected_prefix):
         if pos >= len(actual) or actual[pos] != want:
             return pos

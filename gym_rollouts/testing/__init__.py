@@ -1,0 +1,1 @@
+"""Helpers for tests: starting real servers as subprocesses (see ``real_vllm``)."""
