@@ -1,55 +1,107 @@
 """``collect``: run every task through the agent loop and stream rollouts to JSONL.
 
 Exit codes: 0 every rollout succeeded; 2 configuration or input error (nothing sent);
-3 the run finished but some rollouts failed (see the failures file); 130 interrupted.
+3 the run finished but some rollouts failed (see the failures file); 130 interrupted
+(Ctrl-C / SIGTERM: in-flight rollouts get ``shutdown_grace_s``, everything written is kept,
+and the same command with ``resume_from_cache=true`` finishes the run).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 from gym_rollouts.cli.app import hydra_app
 from gym_rollouts.cli.progress import Progress
-from gym_rollouts.config.schema import build_collect_config
+from gym_rollouts.config.schema import CollectConfig, build_collect_config
 from gym_rollouts.engine.session import RunResult, run_collection
+from gym_rollouts.engine.shutdown import StopControl, install_signal_handlers
+from gym_rollouts.sweep.paths import job_context, job_output_path
 
 EXIT_PARTIAL = 3
+EXIT_INTERRUPTED = 130
+_NOT_REPEATED = ("resume_from_cache", "overwrite", "output_jsonl_fpath")
 log = logging.getLogger(__name__)
 
 
-def print_summary(result: RunResult) -> None:
+def resume_command(result: RunResult, argv: list[str]) -> str:
+    """The command line that finishes this run: the same arguments, the output path spelled out,
+    ``resume_from_cache=true``."""
+    args = [a for a in argv if a.lstrip("+").split("=", 1)[0] not in _NOT_REPEATED]
+    args += [f"output_jsonl_fpath={result.paths.rows.resolve()}", "resume_from_cache=true"]
+    return shlex.join([Path(sys.argv[0]).name, *args])
+
+
+def print_summary(result: RunResult, argv: list[str]) -> None:
     s = result.summary
+    for repair in result.repairs:
+        print(f"  repaired: {repair}")
+    if result.interrupted:
+        print(f"Interrupted: {s['rollouts']} of {s['total']} rollouts are in {result.paths.rows} "
+              f"({s['rollouts_this_run']} from this run); nothing written was lost.")
+        print(f"  To finish, run:\n    {resume_command(result, argv)}")
+        return
+    resumed = f" ({s['resumed_rows']} from earlier runs)" if s["resumed_rows"] else ""
     reward = "n/a" if s["mean_reward"] is None else f"{s['mean_reward']:.4f}"
-    print(f"Wrote {s['rollouts']} rollouts to {result.paths.rows}")
+    print(f"Wrote {s['rollouts']} rollouts to {result.paths.rows}{resumed}")
     print(f"  rollouts: {s['rollouts']}  failures: {s['failures']}  mean reward: {reward}")
-    print(f"  {s['rollouts_per_s']} rollouts/s  {s['output_tokens_per_s']} generated tokens/s  "
-          f"({s['elapsed_s']} s, model {result.fleet.model_name})")
+    print(f"  this run: {s['rollouts_this_run']} rollouts, {s['rollouts_per_s']} rollouts/s, "
+          f"{s['output_tokens_per_s']} generated tokens/s ({s['elapsed_s']} s, model {result.fleet.model_name})")
     if s["context_length_stops"]:
         print(f"  context-length stops: {s['context_length_stops']} (rows ended 'incomplete')")
+    if s["attempt_retries"] or s["request_retries"]:
+        print(f"  retries: {s['attempt_retries']} rollout attempts, {s['request_retries']} model calls")
+    if s["skipped_inputs"]:
+        print(f"  {s['skipped_inputs']} bad input rows skipped: listed in {result.paths.failures}")
     if s["failures"]:
-        print(f"  {s['failures']} rollouts failed: see {result.paths.failures}")
+        print(f"  {s['failures']} rollouts FAILED after all attempts: see {result.paths.failures} "
+              f"(one row per failed attempt, with the error)")
     print(f"  metrics: {result.paths.aggregate_metrics}")
 
 
-def _task(raw: dict[str, Any], hydra_cfg: Any) -> int:
-    if not raw.get("output_jsonl_fpath"):
-        raw["output_jsonl_fpath"] = str(Path(hydra_cfg.runtime.output_dir) / "rollouts.jsonl")
-    cfg = build_collect_config(raw)
-    progress = Progress(cfg.progress)
+def _announce(cfg: CollectConfig):
+    def on_signal(name: str, stop: StopControl) -> None:
+        if stop.forced:
+            print(f"\n{name} again: cancelling in-flight rollouts now (they will run again on resume).",
+                  file=sys.stderr, flush=True)
+        else:
+            print(f"\n{name}: no new rollouts; waiting up to {cfg.shutdown_grace_s:g} s for those in flight "
+                  f"(press Ctrl-C again to cancel them now).", file=sys.stderr, flush=True)
+    return on_signal
+
+
+async def _collect(cfg: CollectConfig, progress: Progress) -> RunResult:
+    stop = StopControl()
+    remove = install_signal_handlers(stop, _announce(cfg))
     try:
-        result = asyncio.run(run_collection(cfg, on_tick=progress if cfg.progress != "off" else None))
+        return await run_collection(cfg, stop=stop, on_tick=progress if progress.enabled else None)
+    finally:
+        remove()
+
+
+def _task(raw: dict[str, Any], hydra_cfg: Any, *, argv: list[str]) -> int:
+    output_dir, job_num = job_context(hydra_cfg)  # in a multirun, explicit paths get _job<N>
+    raw["output_jsonl_fpath"] = job_output_path(raw.get("output_jsonl_fpath"), output_dir=output_dir, job_num=job_num)
+    cfg = build_collect_config(raw)
+    progress = Progress(cfg.progress, line_every_s=cfg.progress_interval_s)
+    try:
+        result = asyncio.run(_collect(cfg, progress))
     finally:
         progress.close()
-    print_summary(result)
+    print_summary(result, argv)
+    if result.interrupted:
+        return EXIT_INTERRUPTED
     return EXIT_PARTIAL if result.failures else 0
 
 
 def main() -> None:
-    hydra_app(_task)
+    argv = list(sys.argv[1:])  # as typed: hydra_app rewrites sys.argv
+    hydra_app(functools.partial(_task, argv=argv))
 
 
 if __name__ == "__main__":

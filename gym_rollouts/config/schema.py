@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from gym_rollouts.errors import ConfigError
+from gym_rollouts.router.retry import DEFAULT_RETRY_BUDGET, check_budget
+from gym_rollouts.sweep.shard import shard_problems
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class ModelConfig:
     model: str | None = None
     return_token_id_information: bool = False
     uses_reasoning_parser: bool = True
-    uses_interleaved_reasoning: bool = False
+    uses_interleaved_reasoning: bool = True
     replace_developer_role_with_system: bool = False
     use_completions_api: bool = False
     chat_template_kwargs: Mapping[str, Any] = field(default_factory=dict)
@@ -53,27 +55,68 @@ class EmbeddedServersConfig:
 
 @dataclass(frozen=True)
 class TransportConfig:
-    """HTTP client behaviour: timeouts, keep-alive, retries."""
+    """HTTP client behaviour: timeouts, keep-alive, retries (the retry policy is applied by the
+    router; see gym_rollouts/router/retry.py for the kinds of ``retry_budget``)."""
 
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 900.0
     keepalive_s: float = 4.0
-    max_retries: int = 4
+    max_retries: int = 8
+    retry_budget: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_RETRY_BUDGET))
     backoff_base_s: float = 0.25
     backoff_max_s: float = 8.0
     retry_deadline_s: float = 1800.0
 
+    def __post_init__(self) -> None:
+        problems = [f"transport.{name} must be > 0" for name in
+                    ("connect_timeout_s", "read_timeout_s", "keepalive_s", "backoff_base_s", "retry_deadline_s")
+                    if getattr(self, name) <= 0]
+        if self.max_retries < 0:
+            problems.append("transport.max_retries must be >= 0")
+        if self.backoff_max_s < self.backoff_base_s:
+            problems.append("transport.backoff_max_s must be >= transport.backoff_base_s")
+        problems += check_budget(self.retry_budget)
+        if problems:
+            raise ConfigError("; ".join(problems))
+
 
 @dataclass(frozen=True)
 class RouterConfig:
-    """How rollouts are spread over servers."""
+    """How rollouts are spread over servers (see docs/router.md)."""
 
     policy: str = "sticky_least_loaded"
     overload_factor: float = 2.0
     overload_min_gap: int = 8
     weights: tuple[float, ...] = ()
     health_interval_s: float = 2.0
+    health_timeout_s: float = 5.0
+    probe_failures_to_down: int = 2
+    down_cooldown_s: float = 1.0
+    down_cooldown_max_s: float = 60.0
     use_metrics: bool = False
+    metrics_interval_s: float = 1.0
+    kv_cache_saturation: float = 0.95
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.overload_factor < 1.0:
+            problems.append("router.overload_factor must be >= 1")
+        if self.overload_min_gap < 0:
+            problems.append("router.overload_min_gap must be >= 0")
+        if any(w <= 0 for w in self.weights):
+            problems.append("router.weights must all be > 0")
+        if self.health_interval_s < 0:
+            problems.append("router.health_interval_s must be >= 0 (0 = no background probes)")
+        if self.health_timeout_s <= 0 or self.metrics_interval_s <= 0 or self.down_cooldown_s <= 0:
+            problems.append("router.health_timeout_s, metrics_interval_s and down_cooldown_s must be > 0")
+        if self.down_cooldown_max_s < self.down_cooldown_s:
+            problems.append("router.down_cooldown_max_s must be >= router.down_cooldown_s")
+        if self.probe_failures_to_down < 1:
+            problems.append("router.probe_failures_to_down must be >= 1")
+        if not 0.0 < self.kv_cache_saturation <= 1.0:
+            problems.append("router.kv_cache_saturation must be in (0, 1]")
+        if problems:
+            raise ConfigError("; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -95,6 +138,19 @@ class ResourceConfig:
 
 
 @dataclass(frozen=True)
+class DoctorConfig:
+    """``doctor`` only: output form and how long one probe request may take."""
+
+    json: bool = False
+    timeout_s: float = 30.0
+    sample_rows: int = 3
+
+    def __post_init__(self) -> None:
+        if self.timeout_s <= 0 or self.sample_rows < 0:
+            raise ConfigError("doctor.timeout_s must be > 0 and doctor.sample_rows >= 0")
+
+
+@dataclass(frozen=True)
 class CollectConfig:
     """Everything ``collect`` needs, validated."""
 
@@ -110,6 +166,10 @@ class CollectConfig:
     max_attempts: int = 2
     on_bad_input: str = "fail"
     progress: str = "auto"
+    progress_interval_s: float = 10.0
+    shutdown_grace_s: float = 10.0
+    shard_index: int = 0
+    num_shards: int = 1
     policy_base_url: Any = None
     policy_api_key: str = "EMPTY"
     policy_model_name: str | None = None
@@ -120,6 +180,7 @@ class CollectConfig:
     router: RouterConfig = field(default_factory=RouterConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     resource: ResourceConfig = field(default_factory=ResourceConfig)
+    doctor: DoctorConfig = field(default_factory=DoctorConfig)
 
     @property
     def uses_embedded_backend(self) -> bool:
@@ -143,6 +204,8 @@ def build_collect_config(raw: Mapping[str, Any]) -> CollectConfig:
     model = dict(data.get("model") or {})
     model["base_url"] = normalize_base_urls(model.get("base_url", data.get("policy_base_url")))
     data["model"] = model
+    if isinstance(data.get("config_paths"), str):  # one file, as compose.merge_config_paths accepts
+        data["config_paths"] = [data["config_paths"]]
     cfg = _build(CollectConfig, data, path="")
     _check_ranges(cfg)
     return cfg
@@ -175,12 +238,15 @@ def _check_ranges(cfg: CollectConfig) -> None:
         problems.append("limit must be >= 0 (or null for all rows)")
     if cfg.max_attempts < 1:
         problems.append("max_attempts must be >= 1")
+    if cfg.shutdown_grace_s < 0 or cfg.progress_interval_s <= 0:
+        problems.append("shutdown_grace_s must be >= 0 and progress_interval_s > 0")
     if cfg.agent.max_steps < 1:
         problems.append("agent.max_steps must be >= 1")
     if cfg.servers.num_servers < 1:
         problems.append("servers.num_servers must be >= 1")
-    if cfg.router.weights and len(cfg.router.weights) != max(len(cfg.model.base_url), 1):
-        problems.append("router.weights needs one weight per server in policy_base_url")
+    problems += shard_problems(cfg.shard_index, cfg.num_shards)
+    if cfg.router.weights and len(cfg.router.weights) != (len(cfg.model.base_url) or cfg.servers.num_servers):
+        problems.append("router.weights needs one weight per server (policy_base_url or servers.num_servers)")
     if problems:
         raise ConfigError("; ".join(problems))
 

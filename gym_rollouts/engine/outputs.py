@@ -1,9 +1,18 @@
-"""Output file layout of a run: the rows file and its ``<stem>_*`` side files."""
+"""Output file layout of a run: the rows file and its ``<stem>_*`` side files.
+
+``<stem>.jsonl`` rows, ``<stem>_materialized_inputs.jsonl`` the expanded inputs,
+``<stem>_failures.jsonl`` one row per failed attempt (the attempt ledger resume reads),
+``<stem>_aggregate_metrics.json`` written at the end, ``<stem>_run.json`` the run manifest
+(fingerprint of inputs + settings; written first, removed first).
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,8 +38,26 @@ class OutputPaths:
     def aggregate_metrics(self) -> Path:
         return self.side("aggregate_metrics.json")
 
+    @property
+    def manifest(self) -> Path:
+        return self.side("run.json")
+
+    def line_files(self) -> list[Path]:
+        """The append-only JSONL files (a crash may tear their last line)."""
+        return [self.rows, self.failures, self.materialized_inputs]
+
     def all(self) -> list[Path]:
-        return [self.rows, self.materialized_inputs, self.failures, self.aggregate_metrics]
+        return [self.manifest, self.rows, self.materialized_inputs, self.failures, self.aggregate_metrics]
 
     def existing(self) -> list[Path]:
         return [p for p in self.all() if p.exists()]
+
+    def remove_all(self) -> list[Path]:
+        """Delete every file of a previous run, the manifest first: a crash half-way leaves files
+        without a manifest, which resume refuses instead of mixing them into a new run."""
+        removed = []
+        for path in self.all() + [self.manifest.with_name(self.manifest.name + ".tmp")]:
+            if path.exists():
+                path.unlink()
+                removed.append(path)
+        return removed

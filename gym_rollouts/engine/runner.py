@@ -1,24 +1,33 @@
 """The worker pool: exactly ``num_samples_in_parallel`` workers pull jobs from a bounded queue.
 
-A producer streams jobs from the source into the queue (memory O(concurrency), not O(rows)).
-Each worker runs one rollout at a time under a per-rollout guard: a rollout that raises is
-retried up to ``max_attempts`` and then recorded as a failure row; the run goes on.
+A producer moves jobs from the (blocking) job iterator into the queue in batches, on one reader
+thread, so memory is O(concurrency), not O(rows). Each worker runs one rollout at a time under a
+per-rollout guard: an attempt that raises is recorded in the failures file and retried up to
+``max_attempts`` (counted across runs), then the rollout is counted as failed; the run goes on.
+
+Stopping (``StopControl``): the producer and idle workers stop at once; busy workers get the
+grace period to finish, then are cancelled. An attempt cancelled, or failing, after the stop was
+requested is not recorded (it was not the rollout's fault: e.g. Ctrl-C also stopped the
+servers), so resume simply runs it again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Iterator
 
 from gym_rollouts.adapter.client import VLLMPolicy
 from gym_rollouts.agent.loop import RolloutOutcome, request_params, run_rollout
 from gym_rollouts.config.schema import CollectConfig
+from gym_rollouts.engine.metrics import Aggregator
+from gym_rollouts.engine.shutdown import StopControl
 from gym_rollouts.engine.stats import RunStats
 from gym_rollouts.errors import GymRolloutsError
-from gym_rollouts.io.sink import Sink
+from gym_rollouts.io.sink import RowBuffer
 from gym_rollouts.io.source import Job
 from gym_rollouts.records import EXTRAS, ROLLOUT_INDEX, TASK_INDEX
 from gym_rollouts.resource.base import Resource
@@ -26,6 +35,7 @@ from gym_rollouts.resource.base import Resource
 log = logging.getLogger(__name__)
 
 ROWS, FAILURES = "rows", "failures"
+NO_OVERRIDES: dict[str, Any] = {}  # job rows already carry the config overrides (materialized)
 
 
 @dataclass
@@ -33,99 +43,148 @@ class EngineParts:
     cfg: CollectConfig
     policy: VLLMPolicy
     resource: Resource
-    sink: Sink
+    sink: RowBuffer
     stats: RunStats
-    agent_name: str
+    aggregator: Aggregator
+    stop: StopControl
+    sink_backlog_max: int = 256  # batches handed to the writer and not yet written
 
 
-def output_row(job: Job, outcome: RolloutOutcome, *, agent_name: str, attempt: int,
-               extras: Mapping[str, Any]) -> dict[str, Any]:
+def output_row(job: Job, outcome: RolloutOutcome, *, attempt: int, servers: list[str]) -> dict[str, Any]:
     row = dict(job.row)
     row.update(outcome.verifier_extras)
     row["response"] = outcome.response
     row["reward"] = outcome.reward
     row[TASK_INDEX] = job.task_index
     row[ROLLOUT_INDEX] = job.rollout_index
-    row[EXTRAS] = {"agent_name": agent_name, "stop_reason": outcome.stop_reason, "attempt": attempt,
-                   "model_calls": outcome.model_calls, "tool_calls": outcome.tool_calls, **extras}
+    row[EXTRAS] = {"agent_name": job.row["agent_ref"]["name"], "stop_reason": outcome.stop_reason,
+                   "attempt": attempt, "model_calls": outcome.model_calls, "tool_calls": outcome.tool_calls,
+                   "servers": sorted(set(servers)), "seq": job.seq, "task_size": job.task_size}
     return row
 
 
 def failure_row(job: Job, exc: BaseException, attempt: int, server: str | None) -> dict[str, Any]:
     return {
-        TASK_INDEX: job.task_index, ROLLOUT_INDEX: job.rollout_index, "attempt": attempt,
-        "error_class": type(exc).__name__, "message": str(exc)[:2000], "server": server,
-        "retryable": bool(getattr(exc, "retryable", False)), "input_line": job.line_no,
+        TASK_INDEX: job.task_index, ROLLOUT_INDEX: job.rollout_index, "seq": job.seq, "attempt": attempt,
+        "error_class": type(exc).__name__, "_ng_failure_class": type(exc).__name__,
+        "message": str(exc)[:2000], "server": server, "retryable": bool(getattr(exc, "retryable", False)),
+        "input_line": job.line_no, "agent_ref": job.row.get("agent_ref"),
         "traceback": None if isinstance(exc, GymRolloutsError) else traceback.format_exc(limit=8)[-4000:],
     }
 
 
 async def run_one(parts: EngineParts, job: Job, first_attempt: int = 1) -> None:
-    cfg = parts.cfg
-    params = request_params(job.row, cfg.responses_create_params, parts.resource)
+    cfg, stats = parts.cfg, parts.stats
+    params: dict[str, Any] | None = None
     for attempt in range(first_attempt, cfg.max_attempts + 1):
+        if attempt > first_attempt:
+            stats.attempt_retries += 1
         session = parts.policy.session()
         try:
+            if params is None:  # inside the guard: resource.tools() is resource code
+                params = request_params(job.row, NO_OVERRIDES, parts.resource)
             outcome = await run_rollout(job.row, params=params, resource=parts.resource, session=session,
                                         cfg=cfg.agent, model_name=parts.policy.model_name)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the one broad catch: one bad rollout never stops the run
-            parts.stats.failed_attempts += 1
+            if parts.stop.requested:
+                log.debug("seq %s: attempt %s failed during shutdown (not recorded): %s", job.seq, attempt, exc)
+                return
+            stats.failed_attempts += 1
             server = getattr(exc, "server", None) or (session.servers[-1] if session.servers else None)
             parts.sink.put(FAILURES, failure_row(job, exc, attempt, server))
             log.debug("task %s rollout %s attempt %s failed: %s", job.task_index, job.rollout_index, attempt, exc)
             continue
         finally:
             session.close()
-        extras: dict[str, Any] = {"servers": sorted(set(session.servers))}
-        if parts.policy.cfg.return_token_id_information and parts.policy.cfg.check_token_continuity:
-            extras["token_continuity"] = session.continuity.summary()
-        parts.stats.record(outcome.reward, outcome.response["usage"], outcome.stop_reason)
-        parts.sink.put(ROWS, output_row(job, outcome, agent_name=parts.agent_name, attempt=attempt, extras=extras))
+        row = output_row(job, outcome, attempt=attempt, servers=session.servers)
+        if cfg.model.return_token_id_information and cfg.model.check_token_continuity:
+            row[EXTRAS]["token_continuity"] = session.continuity.summary()
+        parts.sink.put(ROWS, row)
+        stats.record(outcome.response["usage"], outcome.stop_reason)
+        parts.aggregator.add(row, job.task_size)
+        if parts.sink.backlog > parts.sink_backlog_max:
+            await _drain(parts)
         return
-    parts.stats.failed += 1
+    stats.failed += 1
+    parts.aggregator.add_failure(job.row["agent_ref"]["name"])
 
 
-async def run_pool(parts: EngineParts, jobs: Iterator[Job], *,
-                   first_attempt: Callable[[Job], int] = lambda job: 1) -> None:
-    """Run every job with exactly ``num_samples_in_parallel`` workers."""
+async def _drain(parts: EngineParts) -> None:
+    """Backpressure: wait while the writer is far behind (a slow disk must not grow memory)."""
+    while parts.sink.backlog > parts.sink_backlog_max // 2 and not parts.stop.forced:
+        await asyncio.sleep(0.01)
+
+
+async def run_pool(parts: EngineParts, jobs: Iterator[tuple[Job, int]]) -> bool:
+    """Run every (job, first attempt) with exactly ``num_samples_in_parallel`` workers.
+    Returns False when stopped early (see module doc)."""
     workers = parts.cfg.num_samples_in_parallel
-    queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=workers * 2)
+    queue: asyncio.Queue[tuple[Job, int] | None] = asyncio.Queue(maxsize=workers * 2)
+    busy = [False] * workers
+    reader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="gym-rollouts-reader")
+    batch_size = max(16, workers)
 
     async def produce() -> None:
-        batch_size = max(16, workers)
-        iterator = iter(jobs)
-        while True:
-            batch = await asyncio.to_thread(_take, iterator, batch_size)
-            for job in batch:
-                await queue.put(job)
+        while not parts.stop.requested:
+            batch = await asyncio.wrap_future(reader.submit(_take, jobs, batch_size, parts.stop))
+            for item in batch:
+                await queue.put(item)
             if len(batch) < batch_size:
                 break
         for _ in range(workers):
             await queue.put(None)
 
-    async def work() -> None:
-        while True:
-            job = await queue.get()
-            if job is None:
+    async def work(index: int) -> None:
+        while not parts.stop.requested:
+            item = await queue.get()
+            if item is None:
                 return
+            busy[index] = True
             parts.stats.in_flight += 1
             try:
-                await run_one(parts, job, first_attempt(job))
+                await run_one(parts, *item)
             finally:
                 parts.stats.in_flight -= 1
+                busy[index] = False
 
-    async with asyncio.TaskGroup() as group:
-        group.create_task(produce())
-        for _ in range(workers):
-            group.create_task(work())
+    async def supervise(producer: asyncio.Task[None], tasks: list[asyncio.Task[None]]) -> None:
+        await parts.stop.wait()
+        producer.cancel()
+        for index, task in enumerate(tasks):
+            if not busy[index]:
+                task.cancel()
+        pending = [t for t in tasks if not t.done()]
+        if pending:
+            all_done = asyncio.ensure_future(asyncio.wait(pending))
+            grace = asyncio.ensure_future(parts.stop.wait_forced(parts.cfg.shutdown_grace_s))
+            try:
+                await asyncio.wait([all_done, grace], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                all_done.cancel()
+                grace.cancel()
+        for task in tasks:
+            task.cancel()
+
+    supervisor: asyncio.Task[None] | None = None
+    try:
+        async with asyncio.TaskGroup() as group:
+            producer = group.create_task(produce())
+            tasks = [group.create_task(work(i)) for i in range(workers)]
+            supervisor = asyncio.create_task(supervise(producer, tasks))
+    finally:
+        if supervisor is not None:
+            supervisor.cancel()
+            await asyncio.gather(supervisor, return_exceptions=True)
+        await asyncio.to_thread(reader.shutdown, True)  # the reader thread stops at the stop flag
+    return not parts.stop.requested
 
 
-def _take(iterator: Iterator[Job], n: int) -> list[Job]:
+def _take(jobs: Iterator[tuple[Job, int]], n: int, stop: StopControl) -> list[tuple[Job, int]]:
     out = []
-    for job in iterator:
-        out.append(job)
-        if len(out) >= n:
+    for item in jobs:
+        out.append(item)
+        if len(out) >= n or stop.requested:
             break
     return out

@@ -1,8 +1,12 @@
 """One ``collect`` run, from typed config to finished output files (no printing here).
 
-Order: resolve the backend (the embedded server when no ``policy_base_url``), check the fleet
-(``/v1/models``), validate the input, open the sink, run the worker pool, write aggregate
-metrics. Every resource is an async context manager, closed in reverse order on any exit.
+Order: find and scan the input (validate every row, fingerprint it: nothing is sent when a row
+is bad, unless ``on_bad_input=skip``), decide fresh / overwrite / resume against the output's run
+manifest (refusals happen here, before any server starts), resolve the backend (embedded servers
+when no ``policy_base_url``), check the fleet (``/v1/models``), then write the manifest (or, on
+resume, repair and read the earlier files), open the sink, run the worker pool, and write the
+aggregate metrics when the run completed. Every resource is an async context manager, closed in
+reverse order on any exit.
 """
 
 from __future__ import annotations
@@ -10,29 +14,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import orjson
 
 from gym_rollouts.adapter.client import VLLMPolicy
 from gym_rollouts.adapter.startup import FleetInfo, discover_fleet
 from gym_rollouts.config.schema import CollectConfig
+from gym_rollouts.engine.manifest import build_manifest, check_served_model
+from gym_rollouts.engine.metrics import Aggregator
 from gym_rollouts.engine.outputs import OutputPaths
+from gym_rollouts.engine.resume import ResumeState, begin_fresh, load_state, plan_run
 from gym_rollouts.engine.runner import FAILURES, ROWS, EngineParts, run_pool
+from gym_rollouts.engine.shutdown import StopControl
 from gym_rollouts.engine.stats import RunStats
 from gym_rollouts.errors import ConfigError
-from gym_rollouts.io.sink import Sink
-from gym_rollouts.io.source import iter_jobs, raise_if_problems, validate_file
-from gym_rollouts.records import ROLLOUT_INDEX, TASK_INDEX
+from gym_rollouts.io.sink import RowBuffer, Sink
+from gym_rollouts.io.source import Job, iter_jobs, materialized_row, raise_if_problems, scan_file
+from gym_rollouts.records import EXTRAS, ROLLOUT_INDEX, TASK_INDEX
 from gym_rollouts.resource.base import load_resource
 from gym_rollouts.router.dispatcher import Dispatcher
+from gym_rollouts.sweep.shard import shard_of
 from gym_rollouts.transport.client import HttpTransport
 
 log = logging.getLogger(__name__)
 MATERIALIZED = "materialized"
+MATERIALIZE_BATCH = 256
+Tick = Callable[[RunStats], None]
 
 
 @dataclass
@@ -40,7 +50,10 @@ class RunResult:
     paths: OutputPaths
     summary: dict[str, Any]
     fleet: FleetInfo
-    servers: list[dict[str, Any]] = field(default_factory=list)
+    servers: Any = None
+    interrupted: bool = False
+    resumed: bool = False
+    repairs: list[str] = field(default_factory=list)
 
     @property
     def failures(self) -> int:
@@ -65,21 +78,14 @@ def input_path(cfg: CollectConfig) -> Path:
     return bundled_dataset(cfg.resource.example_dataset)
 
 
-def prepare_outputs(cfg: CollectConfig) -> OutputPaths:
+def output_paths(cfg: CollectConfig) -> OutputPaths:
     if not cfg.output_jsonl_fpath:
         raise ConfigError("output_jsonl_fpath is not set")
-    paths = OutputPaths(Path(cfg.output_jsonl_fpath).expanduser())
-    existing = paths.existing()
-    if existing and not cfg.resume_from_cache:
-        if not cfg.overwrite:
-            raise ConfigError(
-                f"{existing[0]} already exists. Pass resume_from_cache=true to continue that run, "
-                f"overwrite=true to start clean, or choose another output_jsonl_fpath."
-            )
-        for path in existing:
-            path.unlink()
-        log.warning("overwrite=true: removed previous outputs %s", ", ".join(map(str, existing)))
-    return paths
+    return OutputPaths(Path(cfg.output_jsonl_fpath).expanduser())
+
+
+def agent_name_of(cfg: CollectConfig) -> str:
+    return cfg.agent_name or f"{cfg.resource.name}_agent"
 
 
 @contextlib.asynccontextmanager
@@ -88,8 +94,7 @@ async def backend(cfg: CollectConfig) -> AsyncIterator[tuple[str, ...]]:
     if not cfg.uses_embedded_backend:
         yield cfg.model.base_url
         return
-    from gym_rollouts.embedded.launch import launch_embedded
-    from gym_rollouts.embedded.server import EmbeddedConfig
+    from gym_rollouts.embedded import EmbeddedConfig, launch_embedded
 
     s = cfg.servers
     ecfg = EmbeddedConfig(model_name=s.model_name, max_model_len=s.max_model_len, latency_ms=s.latency_ms,
@@ -100,18 +105,81 @@ async def backend(cfg: CollectConfig) -> AsyncIterator[tuple[str, ...]]:
         yield tuple(p.base_url for p in procs)
 
 
-async def run_collection(cfg: CollectConfig, *, on_tick: Callable[[RunStats, Any], None] | None = None,
-                         tick_s: float = 0.5) -> RunResult:
-    source = input_path(cfg)
-    paths = prepare_outputs(cfg)
-    stats = RunStats()
-    problems: list[str] = []
+def planned_jobs(cfg: CollectConfig, source: Path, state: ResumeState, sink: Sink, stats: RunStats,
+                 aggregator: Aggregator, stop: StopControl, agent_name: str) -> Iterator[tuple[Job, int]]:
+    """(job, first attempt) for every job still to run; runs on the reader thread. Writes the
+    materialized inputs past the prefix earlier runs wrote; skips jobs done or out of attempts."""
+
+    def skipped(line_no: int, problem: str) -> None:
+        stats.skipped_inputs += 1
+        if line_no not in state.recorded_bad_lines:
+            sink.put(FAILURES, {"input_line": line_no, "error_class": "InputError", "_ng_failure_class": "InputError",
+                                "message": f"{source}:{line_no}: {problem}", "attempt": 0, "seq": None,
+                                TASK_INDEX: None, ROLLOUT_INDEX: None, "_ng_failure_terminal": True})
+
+    materialized: list[dict[str, Any]] = []
+    for job in iter_jobs(source, limit=cfg.limit, num_repeats=cfg.num_repeats, overrides=cfg.responses_create_params,
+                         agent_name=agent_name, on_problem=skipped, keep=shard_of(cfg).owns):
+        if stop.requested:
+            break
+        if job.seq >= state.materialized:
+            materialized.append(materialized_row(job))
+            if len(materialized) >= MATERIALIZE_BATCH:
+                sink.put_many(MATERIALIZED, materialized)
+                materialized = []
+        if job.seq in state.done:
+            continue
+        attempts = state.failed_attempts(job.seq)
+        if attempts >= cfg.max_attempts:
+            stats.prior_failed += 1
+            aggregator.add_prior_failure(job.row["agent_ref"]["name"])
+            continue
+        yield job, attempts + 1
+    if materialized:  # a stop leaves the file a shorter prefix: resume writes the rest
+        sink.put_many(MATERIALIZED, materialized)
+
+
+@dataclass
+class RunPlan:
+    """What a run works on, settled before any server starts (refusals happen while making it)."""
+
+    source: Path
+    paths: OutputPaths
+    agent_name: str
+    total: int
+    manifest: dict[str, Any]
+    stored: dict[str, Any] | None  # the earlier run's manifest when resuming
+
+
+async def plan_collection(cfg: CollectConfig) -> RunPlan:
+    source, paths, agent_name = input_path(cfg), output_paths(cfg), agent_name_of(cfg)
+    scan = await asyncio.to_thread(scan_file, source, cfg.limit)
     if cfg.on_bad_input == "fail":
-        count, problems = await asyncio.to_thread(validate_file, source, cfg.limit)
-        raise_if_problems(source, problems)
-        stats.total = count * cfg.num_repeats
-    resource = load_resource(cfg.resource)
-    agent_name = cfg.agent_name or f"{cfg.resource.name}_agent"
+        raise_if_problems(scan)
+    manifest = build_manifest(cfg, scan, agent_name)
+    stored = plan_run(cfg, paths, manifest)
+    total = shard_of(cfg).size(scan.good_rows) * cfg.num_repeats  # this shard's part
+    return RunPlan(source, paths, agent_name, total, manifest, stored)
+
+
+async def open_outputs(plan: RunPlan, served_model: str, aggregator: Aggregator) -> ResumeState:
+    """Resume: check the model, repair and read the earlier files. Fresh: write the manifest."""
+    if plan.stored is None:
+        begin_fresh(plan.paths, {**plan.manifest, "served_model": served_model})
+        return ResumeState()
+    check_served_model(plan.paths.manifest, plan.stored, served_model)
+    state = await asyncio.to_thread(load_state, plan.paths, lambda row: aggregator.add(
+        row, int((row.get(EXTRAS) or {}).get("task_size") or 1), live=False))
+    log.info("resuming %s: %d rows done, %d failed attempts recorded, %d inputs materialized",
+             plan.paths.rows, state.done.count, state.prior_failure_rows, state.materialized)
+    return state
+
+
+async def run_collection(cfg: CollectConfig, *, stop: StopControl | None = None, on_tick: Tick | None = None,
+                         tick_s: float = 0.5) -> RunResult:
+    stop = stop or StopControl()
+    plan = await plan_collection(cfg)
+    stats, aggregator, resource = RunStats(total=plan.total), Aggregator(), load_resource(cfg.resource)
     async with contextlib.AsyncExitStack() as stack:
         base_urls = await stack.enter_async_context(backend(cfg))
         transport = await stack.enter_async_context(
@@ -119,39 +187,52 @@ async def run_collection(cfg: CollectConfig, *, on_tick: Callable[[RunStats, Any
         fleet = await discover_fleet(transport, base_urls, cfg.model.model)
         dispatcher = await stack.enter_async_context(Dispatcher(fleet.base_urls, transport, cfg.router, cfg.transport))
         policy = VLLMPolicy(cfg.model, dispatcher, model_name=fleet.model_name, max_model_len=fleet.max_model_len)
-        sink = stack.enter_context(Sink({ROWS: paths.rows, FAILURES: paths.failures,
-                                         MATERIALIZED: paths.materialized_inputs}))
-        parts = EngineParts(cfg, policy, resource, sink, stats, agent_name)
-
-        def skipped(line_no: int, problem: str) -> None:
-            stats.skipped_inputs += 1
-            sink.put(FAILURES, {"input_line": line_no, "error_class": "InputError", "message": problem,
-                                "attempt": 0, TASK_INDEX: None, ROLLOUT_INDEX: None})
-
-        def jobs():
-            for job in iter_jobs(source, limit=cfg.limit, num_repeats=cfg.num_repeats, on_problem=skipped):
-                sink.put(MATERIALIZED, {**job.row, TASK_INDEX: job.task_index, ROLLOUT_INDEX: job.rollout_index})
-                yield job
-
+        state = await open_outputs(plan, fleet.model_name, aggregator)
+        stats.prior_done = state.done.count
+        sink = stack.enter_context(Sink({ROWS: plan.paths.rows, FAILURES: plan.paths.failures,
+                                         MATERIALIZED: plan.paths.materialized_inputs}))
+        buffer = RowBuffer(sink)
+        parts = EngineParts(cfg, policy, resource, buffer, stats, aggregator, stop)
+        jobs = planned_jobs(cfg, plan.source, state, sink, stats, aggregator, stop, plan.agent_name)
         ticker = asyncio.create_task(_tick(stats, dispatcher, on_tick, tick_s)) if on_tick else None
+        stats.start_clock()
         try:
-            await run_pool(parts, jobs())
+            completed = await run_pool(parts, jobs)
         finally:
+            buffer.flush()
             if ticker:
                 ticker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await ticker
+            servers = dispatcher.stats()
+            stats.request_retries = request_retries(servers)
             if on_tick:
-                on_tick(stats, dispatcher)
-        summary = stats.summary()
-        servers = dispatcher.stats()
-    metrics = {"summary": summary, "servers": servers, "model": fleet.model_name,
-               "max_model_len": fleet.max_model_len, "finished_at": time.time()}
-    paths.aggregate_metrics.write_bytes(orjson.dumps(metrics, option=orjson.OPT_INDENT_2))
-    return RunResult(paths=paths, summary=summary, fleet=fleet, servers=servers)
+                on_tick(stats)
+        summary = {**stats.summary(), "mean_reward": aggregator.mean("reward")}
+        run = {**summary, "model": fleet.model_name, "max_model_len": fleet.max_model_len,
+               "router": dispatcher.summary() if hasattr(dispatcher, "summary") else None,
+               "policy": policy.stats() if hasattr(policy, "stats") else None}
+    if completed:
+        entries = aggregator.result(run=run, servers=servers)
+        await asyncio.to_thread(plan.paths.aggregate_metrics.write_bytes,
+                                orjson.dumps(entries, option=orjson.OPT_INDENT_2))
+    return RunResult(paths=plan.paths, summary=summary, fleet=fleet, servers=servers, interrupted=not completed,
+                     resumed=plan.stored is not None, repairs=[str(r) for r in state.repairs])
 
 
-async def _tick(stats: RunStats, dispatcher: Dispatcher, on_tick: Callable[[RunStats, Any], None], every: float) -> None:
+def request_retries(servers: Any) -> int:
+    """Total retried model calls from the router's per-server stats (0 when it reports none)."""
+    if not isinstance(servers, list):
+        return 0
+    return sum(int(s.get("retried") or 0) for s in servers if isinstance(s, dict))
+
+
+async def _tick(stats: RunStats, dispatcher: Dispatcher, on_tick: Tick, every: float) -> None:
+    refresh_every = max(1, int(2.0 / every))  # the router's stats cost more than ours: every ~2 s
+    n = 0
     while True:
         await asyncio.sleep(every)
-        on_tick(stats, dispatcher)
+        if n % refresh_every == 0:
+            stats.request_retries = request_retries(dispatcher.stats())
+        n += 1
+        on_tick(stats)

@@ -1,58 +1,83 @@
-"""The task source: streams the input JSONL, validates rows, expands repeats.
+"""The task source: streams the input JSONL, validates rows, fingerprints them, expands repeats.
 
 Memory is O(1) in the number of rows: rows are read line by line, never all at once. Rows are
-laid out ``aabbcc`` for ``num_repeats=2`` with ``_ng_task_index`` = the row's index among the
-rows used and ``_ng_rollout_index`` = the repeat, as NeMo Gym assigns them.
+laid out ``aabbcc`` for ``num_repeats=2``. ``_ng_task_index`` is the row's position among the
+non-blank lines used, unless the row carries its own (as a materialized-inputs file does), in which
+case it is kept and consecutive rows sharing it form one task whose ``_ng_rollout_index`` counts
+on across them (NeMo Gym's assignment). Every job also gets ``seq``, its position in the expanded
+stream: stable across runs of the same inputs and settings, it is the key resume works with.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import orjson
 
 from gym_rollouts.errors import InputError
+from gym_rollouts.records import ROLLOUT_INDEX, TASK_INDEX
 
 MAX_PROBLEMS_LISTED = 50
+MAX_TASK_GROUP = 10_000
+AGENT_REF = "agent_ref"
+PARAMS = "responses_create_params"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Job:
+    seq: int
     task_index: int
     rollout_index: int
-    row: dict[str, Any]
+    row: dict[str, Any]  # the materialized row: overrides merged, agent_ref set, indices not set
     line_no: int
+    task_size: int  # rollouts of this task in the run (for pass@k)
+
+
+@dataclass
+class InputScan:
+    """One validating pass over the input: counts, problems (file:line: message), fingerprint."""
+
+    path: Path
+    rows: int = 0
+    good_rows: int = 0
+    problem_count: int = 0
+    problems: list[str] = field(default_factory=list)  # the first MAX_PROBLEMS_LISTED
+    sha256: str = ""
 
 
 def row_problem(row: Any) -> str | None:
     """Why a parsed line cannot be a task row (None when it can)."""
     if not isinstance(row, dict):
         return f"a row must be a JSON object, got {type(row).__name__}"
-    params = row.get("responses_create_params")
+    params = row.get(PARAMS)
     if params is None:
-        return "missing 'responses_create_params'"
+        return f"missing '{PARAMS}'"
     if not isinstance(params, dict):
-        return f"'responses_create_params' must be an object, got {type(params).__name__}"
+        return f"'{PARAMS}' must be an object, got {type(params).__name__}"
     items = params.get("input")
     if items is None:
-        return "missing 'responses_create_params.input'"
+        return f"missing '{PARAMS}.input'"
     if not isinstance(items, (str, list)):
-        return f"'responses_create_params.input' must be a string or a list, got {type(items).__name__}"
+        return f"'{PARAMS}.input' must be a string or a list, got {type(items).__name__}"
     if isinstance(items, list) and not all(isinstance(i, dict) for i in items):
-        return "'responses_create_params.input' items must be objects"
+        return f"'{PARAMS}.input' items must be objects"
     tools = params.get("tools")
     if tools is not None and not isinstance(tools, list):
-        return f"'responses_create_params.tools' must be a list, got {type(tools).__name__}"
-    for key in ("_ng_task_index", "_ng_rollout_index"):
-        if key in row and not isinstance(row[key], int):
+        return f"'{PARAMS}.tools' must be a list, got {type(tools).__name__}"
+    for key in (TASK_INDEX, ROLLOUT_INDEX):
+        if key in row and (not isinstance(row[key], int) or isinstance(row[key], bool)):
             return f"'{key}' must be an integer"
+    ref = row.get(AGENT_REF)
+    if ref is not None and not (isinstance(ref, dict) and isinstance(ref.get("name"), str)):
+        return f"'{AGENT_REF}' must be an object with a string 'name'"
     return None
 
 
-def read_rows(path: Path, limit: int | None = None) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
-    """Yield (line number, row or None, problem or None) for the first ``limit`` non-blank lines."""
+def _lines(path: Path, limit: int | None) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line) for the first ``limit`` non-blank lines."""
     used = 0
     with path.open("rb") as fh:
         for line_no, line in enumerate(fh, start=1):
@@ -61,47 +86,112 @@ def read_rows(path: Path, limit: int | None = None) -> Iterator[tuple[int, dict[
             if not line.strip():
                 continue
             used += 1
-            try:
-                row = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                yield line_no, None, f"invalid JSON ({exc})"
-                continue
-            problem = row_problem(row)
-            yield line_no, (row if problem is None else None), problem
+            yield line_no, line
 
 
-def validate_file(path: Path, limit: int | None = None) -> tuple[int, list[str]]:
-    """(number of rows, problems as 'file:line: message'), reading the whole file once."""
-    count, problems = 0, []
-    for line_no, _row, problem in read_rows(path, limit):
-        count += 1
-        if problem:
-            problems.append(f"{path}:{line_no}: {problem}")
-    return count, problems
+def _parse(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        row = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return None, f"invalid JSON ({exc})"
+    problem = row_problem(row)
+    return (row if problem is None else None), problem
 
 
-def raise_if_problems(path: Path, problems: list[str]) -> None:
-    if not problems:
+def read_rows(path: Path, limit: int | None = None) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """Yield (line number, row or None, problem or None) for the first ``limit`` non-blank lines."""
+    for line_no, line in _lines(path, limit):
+        row, problem = _parse(line)
+        yield line_no, row, problem
+
+
+def scan_file(path: Path, limit: int | None = None) -> InputScan:
+    """Read the used lines once: validate every row, hash their bytes (the run's fingerprint)."""
+    scan = InputScan(path)
+    digest = hashlib.sha256()
+    for line_no, line in _lines(path, limit):
+        digest.update(line.rstrip(b"\r\n"))
+        digest.update(b"\n")
+        scan.rows += 1
+        _row, problem = _parse(line)
+        if problem is None:
+            scan.good_rows += 1
+            continue
+        scan.problem_count += 1
+        if len(scan.problems) < MAX_PROBLEMS_LISTED:
+            scan.problems.append(f"{path}:{line_no}: {problem}")
+    scan.sha256 = digest.hexdigest()
+    return scan
+
+
+def raise_if_problems(scan: InputScan) -> None:
+    if not scan.problem_count:
         return
-    shown = problems[:MAX_PROBLEMS_LISTED]
-    more = f"\n  ... and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
+    more = scan.problem_count - len(scan.problems)
+    tail = f"\n  ... and {more} more" if more > 0 else ""
     raise InputError(
-        f"{len(problems)} bad input line(s) in {path} (nothing was sent; fix them or pass on_bad_input=skip):\n  "
-        + "\n  ".join(shown) + more,
-        problems,
+        f"{scan.problem_count} bad input line(s) in {scan.path} (nothing was sent; fix them or pass "
+        f"on_bad_input=skip to record them in the failures file and go on):\n  "
+        + "\n  ".join(scan.problems) + tail,
+        list(scan.problems),
     )
 
 
-def iter_jobs(path: Path, *, limit: int | None, num_repeats: int,
-              on_problem: Any = None) -> Iterator[Job]:
-    """Stream jobs in ``aabbcc`` order. Bad rows are passed to ``on_problem(line_no, message)``
-    (skip mode) and still consume a task index, so indices match the file's row order."""
-    task_index = -1
-    for line_no, row, problem in read_rows(path, limit):
-        task_index += 1
+def materialize(row: dict[str, Any], overrides: Mapping[str, Any], agent_name: str) -> dict[str, Any]:
+    """The row as run: config ``responses_create_params`` merged over the row's (config wins),
+    ``agent_ref`` set when the row has none; the source row is not modified."""
+    out = dict(row)
+    if overrides:
+        out[PARAMS] = {**row[PARAMS], **overrides}
+    if AGENT_REF not in out:
+        out[AGENT_REF] = {"name": agent_name}
+    out.pop(TASK_INDEX, None)
+    out.pop(ROLLOUT_INDEX, None)
+    return out
+
+
+def _task_groups(path: Path, limit: int | None,
+                 on_problem: Callable[[int, str], None] | None) -> Iterator[list[tuple[int, int, dict[str, Any]]]]:
+    """Groups of (line number, task index, row): one row each, or consecutive rows that carry the
+    same ``_ng_task_index``. Bad rows go to ``on_problem`` and still consume a position."""
+    group: list[tuple[int, int, dict[str, Any]]] = []
+    for position, (line_no, row, problem) in enumerate(read_rows(path, limit)):
         if row is None:
             if on_problem is not None:
-                on_problem(line_no, problem)
+                on_problem(line_no, problem or "bad row")
             continue
-        for rollout_index in range(num_repeats):
-            yield Job(task_index, rollout_index, row, line_no)
+        given = row.get(TASK_INDEX)
+        if group and (given is None or given != group[0][1] or group[0][2].get(TASK_INDEX) is None):
+            yield group
+            group = []
+        if len(group) >= MAX_TASK_GROUP:
+            raise InputError(f"{path}:{line_no}: more than {MAX_TASK_GROUP} consecutive rows share "
+                             f"{TASK_INDEX}={given}")
+        group.append((line_no, position if given is None else given, row))
+    if group:
+        yield group
+
+
+def iter_jobs(path: Path, *, limit: int | None, num_repeats: int, overrides: Mapping[str, Any] | None = None,
+              agent_name: str = "agent", on_problem: Callable[[int, str], None] | None = None,
+              keep: Callable[[int], bool] | None = None) -> Iterator[Job]:
+    """Stream jobs in ``aabbcc`` order (see module doc). Bad rows are passed to
+    ``on_problem(line_no, message)`` (skip mode) and produce no job. ``keep(task_index)`` selects
+    tasks (a shard, see sweep/shard.py) before ``seq`` is assigned."""
+    overrides = dict(overrides or {})
+    seq = 0
+    for group in _task_groups(path, limit, on_problem):
+        if keep is not None and not keep(group[0][1]):
+            continue
+        size = len(group) * num_repeats
+        rollout = 0
+        for line_no, task_index, row in group:
+            prepared = materialize(row, overrides, agent_name)
+            for _ in range(num_repeats):
+                yield Job(seq, task_index, rollout, prepared, line_no, size)
+                seq += 1
+                rollout += 1
+
+
+def materialized_row(job: Job) -> dict[str, Any]:
+    return {**job.row, TASK_INDEX: job.task_index, ROLLOUT_INDEX: job.rollout_index}

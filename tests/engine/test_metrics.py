@@ -1,0 +1,76 @@
+"""Streaming aggregate metrics: Welford statistics, pass@k over repeats, per agent."""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+
+import pytest
+
+from gym_rollouts.engine.metrics import Aggregator, Welford, pass_at_k
+
+
+def _row(task: int, rollout: int, reward: float, agent: str = "a", **extra) -> dict:
+    return {"_ng_task_index": task, "_ng_rollout_index": rollout, "reward": reward, "agent_ref": {"name": agent},
+            "response": {"usage": {"input_tokens": 10, "output_tokens": 3, "total_tokens": 13}},
+            "_gr": {"stop_reason": "answer", "model_calls": 1, "tool_calls": 0}, **extra}
+
+
+def test_welford_matches_the_statistics_module() -> None:
+    values = [random.Random(7).uniform(-5, 5) for _ in range(500)]
+    acc = Welford()
+    for v in values:
+        acc.add(v)
+    assert acc.n == 500 and acc.lo == min(values) and acc.hi == max(values)
+    assert acc.mean == pytest.approx(statistics.fmean(values))
+    assert acc.std() == pytest.approx(statistics.stdev(values))
+
+
+@pytest.mark.parametrize(
+    ("rewards", "k", "expected"),
+    [
+        ([1, 0, 0, 0], 1, 0.25),
+        ([1, 0, 0, 0], 2, 1 - math.comb(3, 2) / math.comb(4, 2)),
+        ([1, 0, 0, 0], 4, 1.0),
+        ([0, 0, 0], 2, 0.0),
+        ([1, 1], 1, 1.0),
+        ([0.2, 0.9, 0.5], 1, 0.2),   # continuous: max over the first k
+        ([0.2, 0.9, 0.5], 2, 0.9),
+    ],
+)
+def test_pass_at_k(rewards, k, expected) -> None:
+    assert pass_at_k([float(r) for r in rewards], k) == pytest.approx(expected)
+
+
+def test_aggregate_in_any_completion_order() -> None:
+    rows = [_row(t, r, float((t + r) % 2), score=t) for t in range(5) for r in range(4)]
+    random.Random(3).shuffle(rows)
+    agg = Aggregator()
+    for row in rows:
+        agg.add(row, task_size=4)
+    assert sum(len(a.open_tasks) for a in agg.agents.values()) == 0  # every task closed as it completed
+    agg.add_failure("a")
+    [entry] = agg.result(run={"elapsed_s": 2.0}, servers=[{"server": "s"}])
+    m = entry["agent_metrics"]
+    assert entry["agent_ref"] == {"name": "a"} and entry["servers"] == [{"server": "s"}]
+    assert m["count"] == 20 and m["failures"] == 1
+    assert m["mean/reward"] == pytest.approx(0.5) and m["min/reward"] == 0.0 and m["max/reward"] == 1.0
+    assert m["mean/score"] == pytest.approx(2.0) and m["std/score"] == pytest.approx(statistics.stdev(
+        [t for t in range(5) for _ in range(4)]))
+    assert m["total/output_tokens"] == 60 and m["mean/input_tokens"] == 10
+    assert m["pass@1/reward"] == pytest.approx(50.0) and m["pass@2/reward"] == pytest.approx(100 * (1 - 1 / 6))
+    assert m["pass@1[avg-of-4]/reward"] == pytest.approx(50.0)
+    assert m["stops/answer"] == 20 and m["rollouts_per_s"] == pytest.approx(10.0)
+    assert "_ng_task_index" not in str([k for k in m if k.startswith("mean/")])
+    assert set(entry["key_metrics"]) <= {k for k in m if k.startswith(("mean/", "pass@"))}
+
+
+def test_open_tasks_are_closed_at_the_end_and_agents_kept_apart() -> None:
+    agg = Aggregator()
+    agg.add(_row(0, 0, 1.0, agent="x"), task_size=3)  # its other rollouts failed
+    agg.add(_row(0, 0, 0.0, agent="y"), task_size=1)
+    agg.add(_row(1, 0, 1.0, agent="y"), task_size=1, live=False)  # from an earlier run
+    by_agent = {e["agent_ref"]["name"]: e["agent_metrics"] for e in agg.result(run={"elapsed_s": 1.0}, servers=[])}
+    assert by_agent["x"]["pass@1/reward"] == 100.0 and "pass@2/reward" not in by_agent["x"]
+    assert by_agent["y"]["count"] == 2 and by_agent["y"]["rollouts_this_run"] == 1
