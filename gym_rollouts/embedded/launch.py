@@ -105,7 +105,7 @@ class EmbeddedProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
         proc = subprocess.Popen(
-            [self.python, "-m", "gym_rollouts.embedded", *argv],
+            [self.python, "-m", "gym_rollouts.embedded", *argv, "--parent-pid", str(os.getpid())],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log, env=env,
             # own process group: a terminal's Ctrl-C reaches only the parent, which drains its
             # in-flight requests against this server before stopping it
