@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from gym_rollouts.adapter.completions import build_completions_body, completion_reply_to_turn
 from gym_rollouts.adapter.context import clamp_max_tokens, is_context_length_error, ran_out_of_context
 from gym_rollouts.adapter.reply import ModelTurn, chat_reply_to_turn, map_usage
-from gym_rollouts.adapter.request import build_chat_body
+from gym_rollouts.adapter.request import build_chat_body, tokenize_request
 from gym_rollouts.adapter.tokens import (CapturedTokens, ContinuityTracker, capture_chat_tokens,
                                          capture_completion_tokens)
 from gym_rollouts.config.schema import ModelConfig
@@ -29,7 +29,6 @@ CONTEXT_LENGTH = "context_length"
 TOOL_PARSER_HINT = ("the vLLM server refused a request with tools because it runs without a tool-call "
                     "parser: restart it with --enable-auto-tool-choice --tool-call-parser <name> "
                     "(e.g. hermes for Qwen/Hermes-style models)")
-_TOKENIZE_FIELDS = ("tools", "chat_template_kwargs", "add_special_tokens")
 
 
 def is_tool_refusal(err: ServerStatusError) -> bool:
@@ -138,13 +137,7 @@ class PolicySession:
         """Prompt ids from ``/tokenize`` (same messages, tools and template kwargs as the call)
         for servers without ``return_token_ids``."""
         self._p.tokenize_fallbacks += 1
-        req: dict[str, Any] = {"model": body["model"]}
-        if "prompt" in body:
-            req["prompt"] = body["prompt"]
-        else:
-            req.update(messages=body["messages"], add_generation_prompt=True)
-            req.update({k: body[k] for k in _TOKENIZE_FIELDS if body.get(k) is not None})
-        _, answer = await self._p.dispatcher.post("/tokenize", req, self.key, at_root=True)
+        _, answer = await self._p.dispatcher.post("/tokenize", tokenize_request(body), self.key, at_root=True)
         tokens = answer.get("tokens") if isinstance(answer, dict) else None
         if not isinstance(tokens, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
             raise ProtocolError(f"/tokenize answered without a token list: {str(answer)[:200]}")

@@ -179,3 +179,19 @@ def build_chat_body(params: Mapping[str, Any], cfg: ModelConfig, model: str) -> 
 
 __all__ = ["RequestConversionError", "build_chat_body", "shape_body", "mapped_fields", "metadata_json",
            "responses_tools_to_chat", "PASSTHROUGH", "CAPTURE_FIELDS"]
+
+
+# Body fields that change how a prompt renders, so /tokenize must see them too.
+_TOKENIZE_FIELDS = ("tools", "chat_template_kwargs", "add_special_tokens")
+
+
+def tokenize_request(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``/tokenize`` body rendering exactly the prompt of a chat or completions ``body``
+    (used for servers without ``return_token_ids``, and by ``doctor``)."""
+    req: dict[str, Any] = {"model": body["model"]}
+    if "prompt" in body:
+        req["prompt"] = body["prompt"]
+    else:
+        req.update(messages=body["messages"], add_generation_prompt=True)
+        req.update({k: body[k] for k in _TOKENIZE_FIELDS if body.get(k) is not None})
+    return req

@@ -15,10 +15,9 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from gym_rollouts.adapter.completions import build_completions_body
-from gym_rollouts.adapter.request import build_chat_body
+from gym_rollouts.adapter.request import build_chat_body, tokenize_request
 from gym_rollouts.config.schema import ModelConfig
 
-_TOKENIZE_FIELDS = ("tools", "chat_template_kwargs", "add_special_tokens")
 PROBE_MAX_TOKENS = 32
 FORCED_TEXT = "<think>ok</think>ok"
 BASIC_PROMPT = "Reply with the word ok."
@@ -52,16 +51,7 @@ def tools_body(cfg: ModelConfig, model: str, tool: Mapping[str, Any]) -> dict[st
     return _pin(build_chat_body(params, cfg, model), TOOLS_MAX_TOKENS)
 
 
-def tokenize_body(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``/tokenize`` body rendering the same prompt as a chat or completions ``body`` (the
-    adapter's /tokenize fallback for servers without ``return_token_ids`` sends the same)."""
-    req: dict[str, Any] = {"model": body["model"]}
-    if "prompt" in body:
-        req["prompt"] = body["prompt"]
-    else:
-        req.update(messages=body["messages"], add_generation_prompt=True)
-        req.update({k: body[k] for k in _TOKENIZE_FIELDS if body.get(k) is not None})
-    return req
+tokenize_body = tokenize_request  # the adapter's own /tokenize body (one definition)
 
 
 def row_tokenize_body(cfg: ModelConfig, model: str, params: Mapping[str, Any]) -> dict[str, Any]:

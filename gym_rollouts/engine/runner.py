@@ -26,7 +26,7 @@ from gym_rollouts.config.schema import CollectConfig
 from gym_rollouts.engine.metrics import Aggregator
 from gym_rollouts.engine.shutdown import StopControl
 from gym_rollouts.engine.stats import RunStats
-from gym_rollouts.errors import GymRolloutsError
+from gym_rollouts.errors import GymRolloutsError, ToolSupportError
 from gym_rollouts.io.sink import RowBuffer
 from gym_rollouts.io.source import Job
 from gym_rollouts.records import EXTRAS, ROLLOUT_INDEX, TASK_INDEX
@@ -35,6 +35,9 @@ from gym_rollouts.resource.base import Resource
 log = logging.getLogger(__name__)
 
 ROWS, FAILURES = "rows", "failures"
+# Errors that say the fleet is misconfigured, not that one rollout went wrong: they stop the run
+# (not recorded as attempts, so a resume after the fix starts those rollouts afresh).
+FATAL_ERRORS = (ToolSupportError,)
 NO_OVERRIDES: dict[str, Any] = {}  # job rows already carry the config overrides (materialized)
 
 
@@ -88,6 +91,9 @@ async def run_one(parts: EngineParts, job: Job, first_attempt: int = 1) -> None:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the one broad catch: one bad rollout never stops the run
+            if isinstance(exc, FATAL_ERRORS):  # every rollout would fail the same way: stop the run
+                parts.stop.fail(exc)
+                return
             if parts.stop.requested:
                 log.debug("seq %s: attempt %s failed during shutdown (not recorded): %s", job.seq, attempt, exc)
                 return

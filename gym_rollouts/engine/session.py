@@ -30,7 +30,7 @@ from gym_rollouts.engine.resume import ResumeState, begin_fresh, load_state, pla
 from gym_rollouts.engine.runner import FAILURES, ROWS, EngineParts, run_pool
 from gym_rollouts.engine.shutdown import StopControl
 from gym_rollouts.engine.stats import RunStats
-from gym_rollouts.errors import ConfigError
+from gym_rollouts.errors import ConfigError, StartupError
 from gym_rollouts.io.sink import RowBuffer, Sink
 from gym_rollouts.io.source import Job, iter_jobs, materialized_row, raise_if_problems, scan_file
 from gym_rollouts.records import EXTRAS, ROLLOUT_INDEX, TASK_INDEX
@@ -212,6 +212,10 @@ async def run_collection(cfg: CollectConfig, *, stop: StopControl | None = None,
         run = {**summary, "model": fleet.model_name, "max_model_len": fleet.max_model_len,
                "router": dispatcher.summary() if hasattr(dispatcher, "summary") else None,
                "policy": policy.stats() if hasattr(policy, "stats") else None}
+    if stop.fatal is not None:
+        raise StartupError(f"run stopped: {stop.fatal}. The outputs so far are kept: after fixing this, "
+                           f"rerun the same command with resume_from_cache=true "
+                           f"output_jsonl_fpath={plan.paths.rows}")
     if completed:
         entries = aggregator.result(run=run, servers=servers)
         await asyncio.to_thread(plan.paths.aggregate_metrics.write_bytes,

@@ -20,6 +20,7 @@ class StopControl:
         self.requested = False
         self.forced = False
         self.reason: str | None = None
+        self.fatal: BaseException | None = None
         self._requested = asyncio.Event()
         self._forced = asyncio.Event()
 
@@ -32,6 +33,14 @@ class StopControl:
         self.requested = True
         self.reason = reason
         self._requested.set()
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop the whole run because of an error no rollout can get past (a misconfigured
+        server): the same drain as a signal, then the session raises ``exc``'s message."""
+        if self.fatal is None:
+            self.fatal = exc
+        if not self.requested:
+            self.request(f"fatal: {exc}")
 
     async def wait(self) -> None:
         await self._requested.wait()
