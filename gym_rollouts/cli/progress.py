@@ -2,7 +2,9 @@
 
 Shows rollouts finished / total (earlier runs included on resume), rollouts/s and generated
 tokens/s of this run, in-flight rollouts, failed rollouts, retries (re-attempted rollouts +
-retried model calls) and context-length stops. Called by the engine's ticker with ``RunStats``.
+retried model calls) and context-length stops; with several servers also how many are up and
+their in-flight counts (the bar), or one line per server with its outcomes and latency (lines
+mode). Called by the engine's ticker with ``RunStats``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,27 @@ def fields(stats: RunStats) -> dict[str, Any]:
     return {"rollouts/s": f"{stats.done / elapsed:.1f}", "tok/s": f"{stats.output_tokens / elapsed:.0f}",
             "in-flight": stats.in_flight, "failed": stats.failures,
             "retries": stats.attempt_retries + stats.request_retries, "ctx-stops": stats.context_length_stops}
+
+
+def _host(url: str) -> str:
+    return url.split("://", 1)[-1].removesuffix("/v1")
+
+
+def fleet_field(servers: list[dict[str, Any]]) -> str:
+    """Compact fleet state for the bar: ``2/3 up, in-flight 31/30/0``."""
+    up = sum(1 for s in servers if s.get("up"))
+    return f"{up}/{len(servers)} up, in-flight " + "/".join(str(s.get("in_flight", 0)) for s in servers)
+
+
+def server_lines(servers: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for s in servers:
+        p99 = s.get("p99_latency_ms")
+        out.append(f"[collect]   {_host(str(s.get('server')))} {'up' if s.get('up') else 'DOWN'}: "
+                   f"in-flight {s.get('in_flight', 0)}, completed {s.get('completed', 0)}, "
+                   f"failed {s.get('failed', 0)}, retried {s.get('retried', 0)}, "
+                   f"p99 {'-' if p99 is None else f'{p99:.0f} ms'}")
+    return out
 
 
 def line(stats: RunStats) -> str:
@@ -52,7 +75,10 @@ class Progress:
                 self._bar = tqdm(total=stats.total, initial=stats.prior_done + stats.prior_failed, unit="rollout",
                                  dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
             self._bar.n = stats.finished
-            self._bar.set_postfix(fields(stats), refresh=False)
+            postfix = fields(stats)
+            if len(stats.servers) > 1:
+                postfix["servers"] = fleet_field(stats.servers)
+            self._bar.set_postfix(postfix, refresh=False)
             self._bar.refresh()
         elif self.mode == "lines":
             now = time.monotonic()
@@ -62,7 +88,10 @@ class Progress:
 
     def _print_line(self, stats: RunStats) -> None:
         self._printed_finished = stats.finished
-        print(line(stats), file=sys.stderr, flush=True)
+        lines = [line(stats)]
+        if len(stats.servers) > 1:
+            lines += server_lines(stats.servers)
+        print("\n".join(lines), file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:

@@ -204,7 +204,7 @@ async def run_collection(cfg: CollectConfig, *, stop: StopControl | None = None,
                 ticker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await ticker
-            servers = dispatcher.stats()
+            servers = stats.servers = dispatcher.stats()
             stats.request_retries = request_retries(servers)
             if on_tick:
                 on_tick(stats)
@@ -237,6 +237,7 @@ async def _tick(stats: RunStats, dispatcher: Dispatcher, on_tick: Tick, every: f
     while True:
         await asyncio.sleep(every)
         if n % refresh_every == 0:
-            stats.request_retries = request_retries(dispatcher.stats())
+            stats.servers = dispatcher.stats()
+            stats.request_retries = request_retries(stats.servers)
         n += 1
         on_tick(stats)

@@ -29,6 +29,7 @@ class RunStats:
     prior_done: int = 0  # rows already in the output from earlier runs
     prior_failed: int = 0  # rollouts that used up max_attempts in earlier runs
     request_retries: int = 0  # model calls retried by the router (refreshed from its stats)
+    servers: list[dict[str, Any]] = field(default_factory=list)  # router's per-server stats (refreshed)
     started: float = field(default_factory=time.perf_counter)
 
     def start_clock(self) -> None:
