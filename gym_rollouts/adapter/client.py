@@ -67,6 +67,7 @@ class PolicySession:
         self.known_prompt_len: int | None = None
         self.continuity = ContinuityTracker()
         self.servers: list[str] = []
+        self.sampling: dict[str, Any] = {}  # temperature / top_p actually sent (config overrides included)
 
     def close(self) -> None:
         self._p.dispatcher.forget(self.key)
@@ -81,6 +82,7 @@ class PolicySession:
         """One model call; context exhaustion yields a turn marked ``context_length``."""
         p, cfg = self._p, self._p.cfg
         body, path = self._body(params)
+        self.sampling = {k: body[k] for k in ("temperature", "top_p") if k in body}
         wanted = body.get("max_tokens")
         if cfg.clamp_max_tokens_to_context and p.max_model_len:
             clamped = clamp_max_tokens(wanted, self.known_prompt_len, p.max_model_len)

@@ -93,7 +93,8 @@ async def run_rollout(row: Mapping[str, Any], *, params: Mapping[str, Any], reso
             output.append({"id": new_id("fco"), "type": "function_call_output", "call_id": call["call_id"],
                            "output": result, "status": "completed"})
     incomplete = stop_reason in ("max_output_tokens", CONTEXT_LENGTH)
-    response = build_response(params=params, model=model_name, output=output, usage=usage, incomplete=incomplete)
+    # the response records the sampling actually sent (model.temperature etc. included)
+    response = build_response(params={**params, **session.sampling}, model=model_name, output=output, usage=usage, incomplete=incomplete)
     try:
         verdict = await resource.verify(row, response, state)
     except Exception as exc:

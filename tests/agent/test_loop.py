@@ -35,6 +35,7 @@ class ScriptedSession:
     def __init__(self, script: Callable[[int, Mapping[str, Any]], ModelTurn]) -> None:
         self.script = script
         self.seen: list[dict[str, Any]] = []
+        self.sampling: dict[str, Any] = {}
 
     async def respond(self, params: Mapping[str, Any]) -> ModelTurn:
         self.seen.append(dict(params))
