@@ -40,9 +40,7 @@ class TransportError(GymRolloutsError):
 
 
 class ServerStatusError(GymRolloutsError):
-    """The server answered with a non-2xx status."""
-
-    RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+    """The server answered with a non-2xx status; retryable for 429 and every 5xx."""
 
     def __init__(self, status: int, body: str, *, server: str | None = None, message: str | None = None) -> None:
         self.status = status
@@ -53,7 +51,7 @@ class ServerStatusError(GymRolloutsError):
 
     @property
     def retryable(self) -> bool:  # type: ignore[override]
-        return self.status in self.RETRYABLE_STATUSES or self.status >= 500
+        return self.status == 429 or self.status >= 500
 
 
 class ProtocolError(GymRolloutsError):
@@ -80,4 +78,9 @@ class RolloutError(GymRolloutsError):
 
 
 class StartupError(ConfigError):
-    """The configured servers cannot be used (unreachable, wrong URL form, model not served)."""
+    """The configured servers cannot be used (unreachable, wrong URL form, model not served);
+    ``status`` is the HTTP status when a server answered with an unusable one."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status

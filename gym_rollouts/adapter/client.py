@@ -94,7 +94,7 @@ class PolicySession:
         try:
             server, reply = await p.dispatcher.post(path, body, self.key)
         except ServerStatusError as err:
-            if is_context_length_error(err.status, err.body):
+            if is_context_length_error(err.status, err.server_message):
                 return self._context_stop()
             if is_tool_refusal(err):
                 raise ToolSupportError(err.status, err.body, server=err.server,
@@ -129,9 +129,6 @@ class PolicySession:
         last["prompt_token_ids"] = prompt_ids
         last["generation_token_ids"] = captured.generation_token_ids
         last["generation_log_probs"] = captured.generation_log_probs
-        turn.prompt_token_ids = prompt_ids
-        turn.generation_token_ids = captured.generation_token_ids
-        turn.generation_log_probs = captured.generation_log_probs
         if cfg.check_token_continuity:
             self.continuity.observe(prompt_ids, captured.generation_token_ids)
 

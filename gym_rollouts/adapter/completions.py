@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from gym_rollouts.adapter.messages import RequestConversionError, responses_to_chat_messages
-from gym_rollouts.adapter.reply import ModelTurn, map_usage, text_to_items
+from gym_rollouts.adapter.reply import ModelTurn, first_choice, generation_turn, text_to_items
 from gym_rollouts.adapter.request import mapped_fields, require_single_choice, shape_body
 from gym_rollouts.config.schema import ModelConfig
 from gym_rollouts.errors import ProtocolError
@@ -49,14 +49,10 @@ def build_completions_body(params: Mapping[str, Any], cfg: ModelConfig, model: s
 
 
 def completion_reply_to_turn(reply: Mapping[str, Any], cfg: ModelConfig) -> ModelTurn:
-    choices = reply.get("choices") if isinstance(reply, Mapping) else None
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
-        raise ProtocolError(f"completion has no choices: {str(reply)[:200]}")
-    choice = choices[0]
+    choice = first_choice(reply, "completion")
     text = choice.get("text")
     if not isinstance(text, str):
         raise ProtocolError("choices[0].text must be a string")
     finish = choice.get("finish_reason")
     output = text_to_items(text, None, [], cfg, truncated=finish == "length")
-    return ModelTurn(output=output, usage=map_usage(reply.get("usage")), finish_reason=finish,
-                     incomplete_reason="max_output_tokens" if finish == "length" else None)
+    return generation_turn(output, reply, finish)

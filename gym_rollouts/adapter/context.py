@@ -2,8 +2,9 @@
 a generation cut by the context apart from one cut by its own budget.
 
 Running out of context is not an error for us: the rollout ends ``incomplete`` with the explicit
-stop reason ``context_length`` and is counted. Recognition is by vLLM's texts, in both error body
-shapes (``{"error": {"message": …}}`` and the older flat ``{"object": "error", "message": …}``):
+stop reason ``context_length`` and is counted. Recognition is by vLLM's texts, matched in the
+message the transport already decoded from either error body shape
+(``ServerStatusError.server_message``):
 - prompt too long: "This model's maximum context length is N tokens. However, your prompt
   contains at least M input tokens, …" (older: "… However, you requested M tokens …");
 - prompt exactly at the limit: "max_tokens must be at least 1, got 0.";
@@ -15,8 +16,6 @@ from __future__ import annotations
 
 import re
 
-from gym_rollouts.transport.client import error_message
-
 _PATTERNS = (
     re.compile(r"maximum context length is \d+ tokens", re.I),
     re.compile(r"max_tokens must be at least 1, got (0|-\d+)", re.I),
@@ -26,12 +25,10 @@ _PATTERNS = (
 )
 
 
-def is_context_length_error(status: int, body: str) -> bool:
-    """True for vLLM's HTTP 400 answers meaning "prompt + generation do not fit the context"."""
-    if status != 400:
-        return False
-    message = error_message(body)
-    return any(p.search(message) for p in _PATTERNS)
+def is_context_length_error(status: int, message: str) -> bool:
+    """True for vLLM's HTTP 400 answers meaning "prompt + generation do not fit the context";
+    ``message`` is the error's text (``ServerStatusError.server_message``)."""
+    return status == 400 and any(p.search(message) for p in _PATTERNS)
 
 
 def clamp_max_tokens(requested: int | None, prompt_len: int | None, max_model_len: int | None) -> int | None:

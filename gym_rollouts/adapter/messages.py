@@ -34,13 +34,20 @@ class RequestConversionError(GymRolloutsError):
     """The Responses request holds something we cannot turn into a vLLM request."""
 
 
+def input_items(value: Any) -> Any:
+    """A string ``input`` as the one user message it stands for; anything else as given (the
+    single place both the adapter and the agent loop normalise ``input``)."""
+    if isinstance(value, str):
+        return [{"type": "message", "role": "user", "content": value}]
+    return value
+
+
 def responses_to_chat_messages(params: Mapping[str, Any], cfg: ModelConfig) -> list[dict[str, Any]]:
     """The chat ``messages`` for a Responses request (its ``input`` and ``instructions``)."""
     items = params.get("input")
     if items is None:
         raise RequestConversionError("responses_create_params.input is missing")
-    if isinstance(items, str):
-        items = [{"type": "message", "role": "user", "content": items}]
+    items = input_items(items)
     if not isinstance(items, list):
         raise RequestConversionError(
             f"responses_create_params.input must be a string or a list, got {type(items).__name__}")

@@ -29,19 +29,52 @@ REASONING_FIELDS = ("reasoning", "reasoning_content")
 
 @dataclass
 class ModelTurn:
-    """What one model call produced, in Responses terms."""
+    """What one model call produced, in Responses terms. Captured token ids live on the last
+    output item (where the trainer reads them); the ``*_token_ids``/``*_log_probs`` properties
+    read them from there."""
 
     output: list[dict[str, Any]]
     usage: dict[str, Any]
     finish_reason: str | None
     incomplete_reason: str | None = None  # "max_output_tokens" | "context_length" | None
-    prompt_token_ids: list[int] | None = None
-    generation_token_ids: list[int] | None = None
-    generation_log_probs: list[float] | None = None
 
     @property
     def function_calls(self) -> list[dict[str, Any]]:
         return [item for item in self.output if item["type"] == "function_call"]
+
+    def _captured(self, key: str) -> Any:
+        return self.output[-1].get(key) if self.output else None
+
+    @property
+    def prompt_token_ids(self) -> list[int] | None:
+        return self._captured("prompt_token_ids")
+
+    @property
+    def generation_token_ids(self) -> list[int] | None:
+        return self._captured("generation_token_ids")
+
+    @property
+    def generation_log_probs(self) -> list[float] | None:
+        return self._captured("generation_log_probs")
+
+
+def first_choice(reply: Any, what: str, *, exactly_one: bool = False) -> Mapping[str, Any]:
+    """``reply["choices"][0]`` checked to be an object (and, with ``exactly_one``, the only
+    choice: token capture needs that); ``what`` names the reply in the error."""
+    choices = reply.get("choices") if isinstance(reply, Mapping) else None
+    count = len(choices) if isinstance(choices, list) else 0
+    if count == 0 or (exactly_one and count != 1) or not isinstance(choices[0], Mapping):
+        if exactly_one:
+            raise ProtocolError(f"token capture needs exactly one choice in the {what} reply, got {count}")
+        raise ProtocolError(f"{what} has no choices: {str(reply)[:200]}")
+    return choices[0]
+
+
+def generation_turn(output: list[dict[str, Any]], reply: Mapping[str, Any], finish: Any) -> ModelTurn:
+    """The ``ModelTurn`` of one generation: usage from ``reply``, ``finish_reason: length`` as
+    the ``max_output_tokens`` incomplete reason."""
+    return ModelTurn(output=output, usage=map_usage(reply.get("usage")), finish_reason=finish,
+                     incomplete_reason="max_output_tokens" if finish == "length" else None)
 
 
 def _status(truncated: bool) -> str:
@@ -140,10 +173,7 @@ def text_to_items(content: str, split_off: str | None, tool_calls: list[Any], cf
 
 def chat_reply_to_turn(reply: Any, cfg: ModelConfig) -> ModelTurn:
     """Map a chat completion reply onto Responses output items."""
-    choices = reply.get("choices") if isinstance(reply, Mapping) else None
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
-        raise ProtocolError(f"chat completion has no choices: {str(reply)[:200]}")
-    choice = choices[0]
+    choice = first_choice(reply, "chat completion")
     message = choice.get("message")
     if not isinstance(message, Mapping):
         raise ProtocolError("choices[0].message is missing")
@@ -157,5 +187,4 @@ def chat_reply_to_turn(reply: Any, cfg: ModelConfig) -> ModelTurn:
         raise ProtocolError("message.tool_calls must be a list")
     finish = choice.get("finish_reason")
     output = text_to_items(content, server_reasoning(message), tool_calls, cfg, truncated=finish == "length")
-    return ModelTurn(output=output, usage=map_usage(reply.get("usage")), finish_reason=finish,
-                     incomplete_reason="max_output_tokens" if finish == "length" else None)
+    return generation_turn(output, reply, finish)

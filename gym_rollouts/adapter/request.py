@@ -154,9 +154,7 @@ def shape_body(mapped: Mapping[str, Any], params: Mapping[str, Any], cfg: ModelC
         if getattr(cfg, key) is not None:
             body[key] = getattr(cfg, key)
     body["model"] = model
-    if body.get("top_logprobs") is None:
-        body.pop("top_logprobs", None)
-    return {k: v for k, v in body.items() if v is not None}
+    return {k: v for k, v in body.items() if v is not None}  # a null top_logprobs goes here too
 
 
 def require_single_choice(body: Mapping[str, Any]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from gym_rollouts.adapter.reply import first_choice
 from gym_rollouts.errors import ProtocolError
 
 _PREFIX = "token_id:"
@@ -68,18 +69,10 @@ def _reconcile(ids: Any, prompt: Any, from_logprobs: list[int], logprobs: list[f
     return CapturedTokens(_check_ids(prompt, prompt_where), ids, logprobs)
 
 
-def _first_choice(reply: Any, kind: str) -> Mapping[str, Any]:
-    choices = reply.get("choices") if isinstance(reply, Mapping) else None
-    if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], Mapping):
-        count = len(choices) if isinstance(choices, list) else 0
-        raise ProtocolError(f"token capture needs exactly one choice in the {kind} reply, got {count}")
-    return choices[0]
-
-
 def capture_chat_tokens(reply: Mapping[str, Any]) -> CapturedTokens:
     """Token ids and logprobs of a chat completion made with token capture on (prompt ids at
     the top level of the reply)."""
-    choice = _first_choice(reply, "chat")
+    choice = first_choice(reply, "chat", exactly_one=True)
     content = (choice.get("logprobs") or {}).get("content")
     if not isinstance(content, list):
         raise ProtocolError("the reply has no logprobs although token capture asked for them "
@@ -92,7 +85,7 @@ def capture_chat_tokens(reply: Mapping[str, Any]) -> CapturedTokens:
 
 def capture_completion_tokens(reply: Mapping[str, Any]) -> CapturedTokens:
     """Token ids and logprobs of a ``/v1/completions`` reply (prompt ids are per choice there)."""
-    choice = _first_choice(reply, "completion")
+    choice = first_choice(reply, "completion", exactly_one=True)
     lp = choice.get("logprobs") or {}
     tokens, values = lp.get("tokens"), lp.get("token_logprobs")
     if not isinstance(tokens, list) or not isinstance(values, list):
@@ -146,7 +139,12 @@ class ContinuityTracker:
 
 def first_mismatch(expected_prefix: Sequence[int], actual: Sequence[int]) -> int | None:
     """The first position where ``actual`` does not continue ``expected_prefix`` (None: it does)."""
+    head = actual[: len(expected_prefix)]
+    if type(head) is not type(expected_prefix):
+        head, expected_prefix = list(head), list(expected_prefix)
+    if head == expected_prefix:
+        return None  # the usual case: one C-level slice comparison, no Python loop
     for pos, want in enumerate(expected_prefix):
         if pos >= len(actual) or actual[pos] != want:
             return pos
-    return None
+    return None  # not reached: the slices differed

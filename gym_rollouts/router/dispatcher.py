@@ -6,7 +6,10 @@ failure the server is marked down (``HealthTracker``) and the call is retried on
 when there is one, after the backoff the ``RetryPolicy`` gives, until a budget or the deadline
 runs out; then the last error is raised. Non-retryable answers (4xx other than 429, among them
 vLLM's context-length 400) are raised to the adapter untouched and say nothing against the
-server. A background ``Prober`` brings servers back up (and reads ``/metrics`` if asked).
+server. A background ``Prober`` brings servers back up (and reads ``/metrics`` if asked); with
+background probes off (``health_interval_s=0``) a down server comes back (on probation) once its
+cooldown is over, checked before each choice. ``/tokenize`` calls (``at_root``) are counted apart
+(``tokenize``) and stay out of the generation counts and latency.
 
 ``stats()`` gives one dict per server for the progress display and the aggregate metrics file.
 """
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from gym_rollouts.config.schema import RouterConfig, TransportConfig
-from gym_rollouts.errors import ConfigError, GymRolloutsError
+from gym_rollouts.errors import ConfigError, GymRolloutsError, ServerStatusError
 from gym_rollouts.router.health import DOWN, HealthTracker
 from gym_rollouts.router.latency import LatencyHistogram
 from gym_rollouts.router.policy import RoutingPolicy, ServerState
@@ -37,7 +40,8 @@ __all__ = ["Dispatcher", "root_url"]
 
 @dataclass
 class ServerCounters:
-    completed: int = 0  # answered 2xx
+    completed: int = 0  # generation calls answered 2xx
+    tokenize: int = 0  # /tokenize calls (at_root) answered 2xx: not generation, no latency sample
     failed: int = 0  # attempts that ended in an error other than a 4xx answer
     retried: int = 0  # failed attempts that were retried (here or elsewhere)
     client_errors: int = 0  # 4xx answers passed back to the adapter (context length, ...)
@@ -68,6 +72,7 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self._counters = [ServerCounters() for _ in base_urls]
         self._probe_task: asyncio.Task[None] | None = None
+        self._revive_on_choose = cfg.health_interval_s <= 0  # no probes: the cooldown alone decides
 
     async def __aenter__(self) -> "Dispatcher":
         if self.prober.enabled:
@@ -91,6 +96,9 @@ class Dispatcher:
         retry = RetryState(self.retry_policy, time.monotonic(), self._rng)
         tried: set[int] = set()
         while True:
+            if self._revive_on_choose:
+                for back in self.health.revive_expired(time.monotonic()):
+                    log.info("server %s: cooldown over, tried again (no health probes)", self.servers[back].url)
             index = self.policy.choose(key, frozenset(tried))
             try:
                 return self.servers[index].url, await self._attempt(index, path, body, at_root)
@@ -98,7 +106,7 @@ class Dispatcher:
                 delay = retry.next_delay(exc, time.monotonic())
                 if delay is None:
                     raise
-                kind = failure_kind(exc) or "other"
+                kind = failure_kind(exc) or "other"  # next_delay retried it, so it has a kind
                 self.retries_by_kind[kind] = self.retries_by_kind.get(kind, 0) + 1
                 self._counters[index].retried += 1
                 tried.add(index)
@@ -114,7 +122,7 @@ class Dispatcher:
         try:
             result = await self._transport.post_json(url, body, server=server.url)
         except GymRolloutsError as exc:
-            if failure_kind(exc) is None and getattr(exc, "status", None) is not None:
+            if not exc.retryable and isinstance(exc, ServerStatusError):
                 counters.client_errors += 1  # the server answered: it is alive
                 self.health.request_succeeded(index)
                 raise
@@ -124,8 +132,11 @@ class Dispatcher:
             raise
         finally:
             server.in_flight -= 1
-        counters.completed += 1
-        counters.latency.add((time.perf_counter() - started) * 1000.0)
+        if at_root:
+            counters.tokenize += 1
+        else:
+            counters.completed += 1
+            counters.latency.add((time.perf_counter() - started) * 1000.0)
         self.health.request_succeeded(index)
         return result
 
@@ -136,7 +147,7 @@ class Dispatcher:
             mean, p99 = c.latency.mean(), c.latency.quantile(0.99)
             row: dict[str, Any] = {
                 "server": server.url, "up": server.up, "state": self.health.state(index),
-                "in_flight": server.in_flight, "completed": c.completed, "failed": c.failed,
+                "in_flight": server.in_flight, "completed": c.completed, "tokenize": c.tokenize, "failed": c.failed,
                 "retried": c.retried, "client_errors": c.client_errors, "downs": self.health.downs(index),
                 "mean_latency_ms": None if mean is None else round(mean, 3),
                 "p99_latency_ms": None if p99 is None else round(p99, 3),
@@ -149,7 +160,9 @@ class Dispatcher:
         return out
 
     def summary(self) -> dict[str, Any]:
-        """Fleet-wide router figures (retries by kind, affinity breaks, stale-socket retries)."""
+        """Fleet-wide router figures (retries by kind, affinity breaks, failed ``/metrics`` polls,
+        stale-socket retries)."""
         return {"policy": self.policy.kind, "retries_by_kind": dict(self.retries_by_kind),
                 "affinity_breaks": self.policy.affinity_breaks, "live_rollouts": self.policy.live_rollouts,
-                "servers_up": sum(s.up for s in self.servers), **self._transport.stats()}
+                "servers_up": sum(s.up for s in self.servers),
+                "metrics_polls_failed": self.prober.metrics_polls_failed, **self._transport.stats()}

@@ -7,6 +7,8 @@
 - ``probe_failures_to_down`` consecutive failed ``/health`` probes mark an up server down.
 - A passing probe brings a down server back once its cooldown is over. A server that tripped on
   requests comes back on probation (one request at a time, see policy) until a request succeeds.
+  With background probes off, ``revive_expired`` does the same for every server whose cooldown is
+  over (the dispatcher calls it before each choice), so a down server is tried again.
 - Any successful request (or a 4xx answer, which proves the server is alive) resets the trips
   and ends probation.
 """
@@ -68,15 +70,24 @@ class HealthTracker:
         s, h = self.servers[index], self._h[index]
         if ok:
             h.probe_failures = 0
-            if not s.up and now >= h.down_until:
-                s.up = True
-                s.probation = h.trips > 0
-                return UP
-            return None
+            return self._back_up(index, now)
         h.probe_failures += 1
         if s.up and h.probe_failures >= self.probe_failures_to_down:
             return self._down(index, now, f"health probe failed {h.probe_failures}x: {detail}")
         return None
+
+    def revive_expired(self, now: float) -> list[int]:
+        """Without probes: bring back every down server whose cooldown is over (on probation if
+        it tripped on requests); returns the indices that came back."""
+        return [i for i, s in enumerate(self.servers) if not s.up and self._back_up(i, now) == UP]
+
+    def _back_up(self, index: int, now: float) -> str | None:
+        s, h = self.servers[index], self._h[index]
+        if s.up or now < h.down_until:
+            return None
+        s.up = True
+        s.probation = h.trips > 0
+        return UP
 
     def _down(self, index: int, until: float, reason: str) -> str:
         s, h = self.servers[index], self._h[index]

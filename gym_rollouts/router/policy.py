@@ -11,7 +11,8 @@
 - a sticky rollout moves (affinity break) when its server is down, or when its load exceeds
   ``overload_factor`` times the least-loaded server's *and* it has at least
   ``overload_min_gap`` more requests outstanding (the gap keeps small absolute differences,
-  e.g. 2 vs 0, from breaking affinity).
+  e.g. 2 vs 0, from breaking affinity). ``affinity_breaks`` counts every move of a sticky
+  rollout to another server, whatever the cause (down, probation, a failure there, overload).
 
 A server *accepts* traffic when it is up, except that a server just back from a failure is on
 probation and takes one request at a time until one succeeds. When no server accepts, the
@@ -96,9 +97,10 @@ class RoutingPolicy:
         if sticky is not None and sticky in candidates:
             if not self._overloaded(sticky, self._least_loaded(candidates)):
                 return sticky
-            self.affinity_breaks += 1
         fresh = [i for i in candidates if self.servers[i].kv_usage < self.kv_saturation] or candidates
         best = self._least_loaded(fresh)
+        if sticky is not None and best != sticky:
+            self.affinity_breaks += 1  # any move: down, probation, failed here, overloaded
         self._cursor = (best + 1) % len(self.servers)
         self._affinity[key] = best
         return best

@@ -42,14 +42,14 @@ def check_budget(budget: Mapping[str, Any]) -> list[str]:
 
 
 def failure_kind(exc: BaseException) -> str | None:
-    """The retry kind of a failed attempt, or None when it must not be retried."""
+    """The retry kind of a failed attempt, or None when it must not be retried (the error class's
+    ``retryable`` decides; this only names the kind)."""
+    if not getattr(exc, "retryable", False):
+        return None
     if isinstance(exc, TransportError):
         return exc.kind if exc.kind in ("connect", "timeout") else "disconnected"
     if isinstance(exc, ServerStatusError):
-        if exc.status == 429:
-            return "status_429"
-        if exc.status >= 500:
-            return "status_5xx"
+        return "status_429" if exc.status == 429 else "status_5xx"
     return None
 
 

@@ -1,15 +1,89 @@
-"""Reads the load signals the router can steer by from vLLM's Prometheus ``/metrics`` text (pure).
+"""Parses vLLM's Prometheus ``/metrics`` text (pure): the one parser for the router and ``doctor``.
 
-``vllm:num_requests_waiting`` (summed over engines) and ``vllm:kv_cache_usage_perc`` (the
-highest engine; older vLLM called it ``vllm:gpu_cache_usage_perc``), as a fraction in [0, 1].
+``parse_metrics`` keeps, per metric name, the sum over label sets (engines) -- right for counters
+and for ``vllm:num_requests_waiting`` / ``_running`` -- and the largest value, which is what a
+usage gauge such as ``vllm:kv_cache_usage_perc`` means for the server (its fullest engine; two
+engines at 0.5 are 50% full, not 100%). It also keeps the labels of ``*_info`` info-gauges
+(``vllm:cache_config_info`` says ``enable_prefix_caching``). Older vLLM names
+(``gpu_cache_usage_perc``, ``gpu_prefix_cache_*``) are accepted as fallbacks.
+
+``parse_load`` is the router's view: waiting requests (summed over engines) and KV-cache usage (the
+highest engine) as a fraction in [0, 1].
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 _WAITING = "vllm:num_requests_waiting"
 _KV = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
+
+
+@dataclass
+class Metrics:
+    sums: dict[str, float] = field(default_factory=dict)    # counters, queue lengths: over engines
+    maxima: dict[str, float] = field(default_factory=dict)  # usage gauges: the fullest engine
+    labels: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # *_info label sets
+
+    def value(self, *names: str) -> float | None:
+        """The first of ``names`` present, summed over engines / label sets."""
+        return next((self.sums[n] for n in names if n in self.sums), None)
+
+    def highest(self, *names: str) -> float | None:
+        """The first of ``names`` present, its largest value over engines / label sets."""
+        return next((self.maxima[n] for n in names if n in self.maxima), None)
+
+    @property
+    def prefix_caching(self) -> bool | None:
+        """True / False from ``vllm:cache_config_info``, None when vLLM does not say."""
+        for labels in self.labels.get("vllm:cache_config_info", []):
+            flag = labels.get("enable_prefix_caching")
+            if flag is not None:
+                return flag.lower() == "true"
+        return None
+
+    @property
+    def prefix_cache_queries(self) -> float | None:
+        return self.value("vllm:prefix_cache_queries_total", "vllm:gpu_prefix_cache_queries_total")
+
+    @property
+    def prefix_cache_hits(self) -> float | None:
+        return self.value("vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total")
+
+    @property
+    def waiting(self) -> float | None:
+        return self.value(_WAITING)
+
+    @property
+    def running(self) -> float | None:
+        return self.value("vllm:num_requests_running")
+
+    @property
+    def kv_cache_usage(self) -> float | None:
+        return self.highest(*_KV)
+
+
+def parse_metrics(text: str) -> Metrics:
+    out = Metrics()
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        if not m:
+            continue
+        name, raw_labels, raw_value = m.group(1), m.group(3), m.group(4)
+        try:
+            value = float(raw_value)
+        except ValueError:
+            continue
+        out.sums[name] = out.sums.get(name, 0.0) + value
+        out.maxima[name] = max(out.maxima.get(name, value), value)
+        if name.endswith("_info") and raw_labels:
+            out.labels.setdefault(name, []).append(dict(_LABEL.findall(raw_labels)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -20,26 +94,8 @@ class ServerLoad:
 
 def parse_load(text: str) -> ServerLoad | None:
     """The load seen in one ``/metrics`` page, or None when it has neither metric."""
-    waiting: float | None = None
-    kv: float | None = None
-    for line in text.splitlines():
-        if not line.startswith("vllm:"):
-            continue
-        name_end = min((p for p in (line.find("{"), line.find(" ")) if p >= 0), default=-1)
-        if name_end < 0:
-            continue
-        name = line[:name_end]
-        if name != _WAITING and name not in _KV:
-            continue
-        rest = line[line.rfind("}") + 1:] if line[name_end] == "{" else line[name_end:]
-        try:
-            value = float(rest.split()[0])
-        except (ValueError, IndexError):
-            continue
-        if name == _WAITING:
-            waiting = (waiting or 0.0) + value
-        else:
-            kv = value if kv is None else max(kv, value)
+    m = parse_metrics(text)
+    waiting, kv = m.waiting, m.kv_cache_usage
     if waiting is None and kv is None:
         return None
     return ServerLoad(waiting=waiting or 0.0, kv_usage=min(1.0, max(0.0, kv or 0.0)))

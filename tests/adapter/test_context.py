@@ -6,6 +6,8 @@ import orjson
 import pytest
 
 from gym_rollouts.adapter.context import clamp_max_tokens, is_context_length_error, ran_out_of_context
+from gym_rollouts.errors import ServerStatusError
+from gym_rollouts.transport.client import error_message
 
 # Exact texts of vLLM 0.32 (see /work/shared/vllm_wire.md) and of older versions.
 TOO_LONG = ("This model's maximum context length is 2048 tokens. However, your prompt contains at least 2049 "
@@ -20,6 +22,11 @@ ENGINE = ("The decoder prompt (length 2049) is longer than the maximum model len
           "`max_model_len` is no smaller than the number of text tokens.")
 
 
+def message_of(status, body):
+    """The message as the adapter gets it: decoded once by the transport into the error."""
+    return ServerStatusError(status, body, message=error_message(body)).server_message
+
+
 def nested(message):
     return orjson.dumps({"error": {"message": message, "type": "BadRequestError", "param": None, "code": 400}}).decode()
 
@@ -32,7 +39,7 @@ def flat(message):
 @pytest.mark.parametrize("text", [TOO_LONG, AT_LIMIT, ABOVE, OLD_TOO_LONG, ENGINE],
                          ids=["prompt-too-long", "exactly-at-limit", "max_tokens-above", "old-too-long", "engine-check"])
 def test_recognised(shape, text):
-    assert is_context_length_error(400, shape(text))
+    assert is_context_length_error(400, message_of(400, shape(text)))
 
 
 NOT_CONTEXT = [
@@ -45,7 +52,7 @@ NOT_CONTEXT = [
 
 @pytest.mark.parametrize("status,body", [c[1:] for c in NOT_CONTEXT], ids=[c[0] for c in NOT_CONTEXT])
 def test_not_recognised(status, body):
-    assert not is_context_length_error(status, body)
+    assert not is_context_length_error(status, message_of(status, body))
 
 
 CLAMP = [

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from gym_rollouts.adapter.messages import RequestConversionError, responses_to_chat_messages
+from gym_rollouts.adapter.messages import RequestConversionError, input_items, responses_to_chat_messages
 from gym_rollouts.config.schema import ModelConfig
 
 BASE = ModelConfig()
@@ -138,3 +138,10 @@ def test_errors_name_the_problem(params, fragment):
     with pytest.raises(RequestConversionError) as info:
         responses_to_chat_messages(params, BASE)
     assert fragment in str(info.value)
+
+
+def test_input_items_is_the_one_string_normalisation():
+    assert input_items("hi") == [user("hi")]
+    items = [user("a")]
+    assert input_items(items) is items and input_items(None) is None
+    assert responses_to_chat_messages({"input": "hi"}, BASE) == responses_to_chat_messages({"input": [user("hi")]}, BASE)

@@ -9,7 +9,7 @@ from openai.types.responses import ResponseOutputItem, ResponseUsage
 from pydantic import TypeAdapter
 
 from gym_rollouts.adapter.completions import completion_reply_to_turn
-from gym_rollouts.adapter.reply import chat_reply_to_turn, map_usage
+from gym_rollouts.adapter.reply import ModelTurn, chat_reply_to_turn, map_usage
 from gym_rollouts.config.schema import ModelConfig
 from gym_rollouts.errors import ProtocolError
 
@@ -146,3 +146,11 @@ def test_completion_reply():
     assert turn.usage["output_tokens"] == 7
     with pytest.raises(ProtocolError):
         completion_reply_to_turn({"choices": [{"text": None}]}, BASE)
+
+
+def test_captured_ids_are_read_from_the_last_output_item():
+    turn = chat_reply_to_turn(chat("42"), BASE)
+    assert (turn.prompt_token_ids, turn.generation_token_ids, turn.generation_log_probs) == (None, None, None)
+    turn.output[-1].update(prompt_token_ids=[1, 2], generation_token_ids=[3], generation_log_probs=[-0.5])
+    assert (turn.prompt_token_ids, turn.generation_token_ids, turn.generation_log_probs) == ([1, 2], [3], [-0.5])
+    assert ModelTurn(output=[], usage={}, finish_reason=None).prompt_token_ids is None

@@ -106,3 +106,9 @@ def test_first_mismatch():
     assert first_mismatch([1, 2], [1, 2, 3]) is None
     assert first_mismatch([1, 2], [1, 3]) == 1
     assert first_mismatch([], [4]) is None
+    assert first_mismatch([1, 2, 3], [1, 2]) == 2  # actual ends early
+    assert first_mismatch([1, 2, 3], (1, 2, 3, 4)) is None  # any sequence types
+    assert first_mismatch((5, 6), [5, 7, 8]) == 1
+    long = list(range(10_000))
+    assert first_mismatch(long, long + [1]) is None
+    assert first_mismatch(long, long[:9_999] + [0]) == 9_999

@@ -155,3 +155,34 @@ async def test_metrics_steer_new_rollouts_away_from_a_server_queued_by_another_c
             for task in queued:
                 task.cancel()
             await asyncio.gather(*queued, return_exceptions=True)
+
+
+async def test_without_health_probes_a_down_server_comes_back_after_its_cooldown(start_fleet) -> None:
+    procs = start_fleet(EmbeddedConfig(fault_rate=1.0, fault_kinds=("503",)), EmbeddedConfig())
+    flaky = procs[0]
+    async with aiohttp.ClientSession() as admin, \
+            open_dispatcher([p.base_url for p in procs], health_interval_s=0.0, down_cooldown_s=0.3) as dispatcher:
+        assert dispatcher._probe_task is None  # no background probes at all
+        calls = await drive(dispatcher, range(4), turns=1, workers=1)
+        assert {c.server for c in calls} == {procs[1].base_url}
+        assert by_server(dispatcher)[flaky.base_url]["downs"] >= 1
+        async with admin.post(flaky.root_url + "/_admin/faults", json={"rate": 0.0}) as resp:
+            assert resp.status == 200
+        await asyncio.sleep(0.5)  # past the cooldown (0.3 s after one trip)
+        calls = await drive(dispatcher, range(10, 20), turns=1, workers=1)
+        row = by_server(dispatcher)[flaky.base_url]
+        assert flaky.base_url in {c.server for c in calls}
+        assert row["up"] and row["state"] == "up" and row["completed"] >= 1
+
+
+async def test_tokenize_calls_are_counted_apart_from_generation(start_fleet) -> None:
+    (proc,) = start_fleet(EmbeddedConfig())
+    async with open_dispatcher([proc.base_url]) as dispatcher:
+        _, answer = await dispatcher.post("/tokenize", {"model": "gym-tiny", "prompt": "2 + 3"}, "r0", at_root=True)
+        assert answer["tokens"]
+        row = dispatcher.stats()[0]
+        assert (row["tokenize"], row["completed"], row["mean_latency_ms"]) == (1, 0, None)
+        await dispatcher.post("/chat/completions", {"model": "gym-tiny", "max_tokens": 4,
+                                                    "messages": [{"role": "user", "content": "x"}]}, "r0")
+        row = dispatcher.stats()[0]
+        assert (row["tokenize"], row["completed"]) == (1, 1) and row["mean_latency_ms"] is not None

@@ -58,3 +58,16 @@ def test_a_success_between_probe_failures_resets_the_count() -> None:
     h.request_succeeded(0)
     h.probe_result(0, False, 1.0)
     assert servers[0].up
+
+
+def test_without_probes_expired_cooldowns_bring_servers_back_on_probation() -> None:
+    servers, h = tracker(n=3, cooldown_s=1.0)
+    h.request_failed(0, now=10.0, reason="refused")
+    h.request_failed(1, now=10.5, reason="refused")
+    assert h.revive_expired(10.9) == []  # both still cooling down
+    assert h.revive_expired(11.0) == [0]
+    assert servers[0].up and h.state(0) == "probation" and not servers[1].up
+    assert h.revive_expired(11.5) == [1]
+    assert h.revive_expired(20.0) == []  # nothing down any more
+    h.request_failed(0, now=20.0, reason="again")  # a second trip without a success: 2 s
+    assert h.revive_expired(21.5) == [] and h.revive_expired(22.0) == [0]

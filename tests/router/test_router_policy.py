@@ -93,6 +93,20 @@ def test_sticky_rollout_moves_when_its_server_goes_down() -> None:
     assert policy.choose("a") == 1
     servers[0].up = True
     assert policy.choose("a") == 1  # stays where it moved (its prefix cache is there now)
+    assert policy.affinity_breaks == 1
+
+
+def test_every_move_of_a_sticky_rollout_is_an_affinity_break() -> None:
+    servers = fleet(3)
+    policy = RoutingPolicy(servers)
+    assert policy.choose("a") == 0 and policy.choose("b") == 1
+    assert policy.affinity_breaks == 0  # first calls are placements, not moves
+    assert policy.choose("a", frozenset({0})) != 0  # the call failed on its server
+    assert policy.affinity_breaks == 1
+    servers[1].probation, servers[1].in_flight = True, 1  # on probation with its trial outstanding
+    assert policy.choose("b") != 1
+    assert policy.affinity_breaks == 2
+    assert policy.choose("fresh") in (0, 2) and policy.affinity_breaks == 2
 
 
 def test_probation_server_takes_one_request_at_a_time() -> None:

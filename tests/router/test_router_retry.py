@@ -89,3 +89,15 @@ def test_budget_validation() -> None:
     assert check_budget({"conect": 1}) and check_budget({"timeout": -1}) and check_budget({"timeout": 1.5})
     with pytest.raises(ConfigError, match="retry_budget.bogus"):
         TransportConfig(retry_budget={"bogus": 1})
+
+
+def test_retryability_is_the_error_class_property() -> None:
+    for status in (400, 404, 409, 422, 429, 499, 500, 501, 502, 503, 504, 599):
+        exc = ServerStatusError(status, "{}")
+        assert exc.retryable == (status == 429 or status >= 500)
+        assert (failure_kind(exc) is not None) == exc.retryable
+
+    class NeverRetried(TransportError):
+        retryable = False
+
+    assert failure_kind(NeverRetried("x", kind="connect")) is None
