@@ -16,6 +16,7 @@ import orjson
 
 from gym_rollouts.adapter.client import CONTEXT_LENGTH, PolicySession
 from gym_rollouts.adapter.ids import new_id
+from gym_rollouts.adapter.messages import input_items
 from gym_rollouts.config.schema import AgentConfig
 from gym_rollouts.errors import ResourceError
 from gym_rollouts.records import add_usage, build_response, empty_usage
@@ -32,20 +33,15 @@ class RolloutOutcome:
     tool_calls: int
 
 
-def request_params(row: Mapping[str, Any], overrides: Mapping[str, Any], resource: Resource) -> dict[str, Any]:
-    """The row's ``responses_create_params`` with config overrides on top and default tools."""
+def request_params(row: Mapping[str, Any], resource: Resource) -> dict[str, Any]:
+    """The row's ``responses_create_params`` plus the resource's default tools. ``row`` is a
+    materialized row (``io.source.materialize``: config overrides already merged)."""
     params = dict(row["responses_create_params"])
-    params.update(overrides)
-    if "tools" not in params and resource.tools():
-        params["tools"] = resource.tools()
+    if "tools" not in params:
+        tools = resource.tools()
+        if tools:
+            params["tools"] = tools
     return params
-
-
-def _input_items(params: Mapping[str, Any]) -> list[Any]:
-    items = params.get("input")
-    if isinstance(items, str):
-        return [{"role": "user", "content": items, "type": "message"}]
-    return list(items or [])
 
 
 async def _run_tool(resource: Resource, state: Any, call: Mapping[str, Any]) -> str:
@@ -67,7 +63,7 @@ async def run_rollout(row: Mapping[str, Any], *, params: Mapping[str, Any], reso
         state = await resource.seed(row)
     except Exception as exc:  # a resource bug: the engine records this attempt as failed
         raise ResourceError(f"resource {resource.name}.seed failed: {type(exc).__name__}: {exc}") from exc
-    history = _input_items(params)
+    history = list(input_items(params.get("input")) or [])
     output: list[dict[str, Any]] = []
     usage = empty_usage()
     stop_reason, model_calls, tool_calls = "max_steps", 0, 0

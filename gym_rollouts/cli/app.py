@@ -17,6 +17,9 @@ from gym_rollouts.config.overrides import (check_group_choices, config_group_nam
 from gym_rollouts.errors import ConfigError, InputError
 
 EXIT_CONFIG = 2
+# for commands that only print: no output dir, no log files, no Hydra logging
+QUIET_HYDRA = ("hydra.output_subdir=null", "hydra.run.dir=.", "hydra/job_logging=disabled",
+               "hydra/hydra_logging=disabled")
 
 Task = Callable[[dict[str, Any], Any], int]
 

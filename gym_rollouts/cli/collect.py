@@ -3,7 +3,9 @@
 Exit codes: 0 every rollout succeeded; 2 configuration or input error (nothing sent);
 3 the run finished but some rollouts failed (see the failures file); 130 interrupted
 (Ctrl-C / SIGTERM: in-flight rollouts get ``shutdown_grace_s``, everything written is kept,
-and the same command with ``resume_from_cache=true`` finishes the run).
+and the same command with ``resume_from_cache=true`` finishes the run). In a multirun the first
+Ctrl-C stops the whole sweep, and the printed command (``-m``, ``hydra.sweep.dir=<the sweep's
+dir>``, ``resume_from_cache=true``) resumes every job of it.
 """
 
 from __future__ import annotations
@@ -26,32 +28,47 @@ from gym_rollouts.sweep.paths import job_context, job_output_path
 EXIT_PARTIAL = 3
 EXIT_INTERRUPTED = 130
 _NOT_REPEATED = ("resume_from_cache", "overwrite", "output_jsonl_fpath")
+_NOT_REPEATED_IN_SWEEP = ("resume_from_cache", "overwrite", "hydra.sweep.dir")
+_MULTIRUN_FLAGS = ("-m", "--multirun")
 log = logging.getLogger(__name__)
 
 
-def resume_command(result: RunResult, argv: list[str]) -> str:
+def resume_command(result: RunResult, argv: list[str], sweep_dir: str | None = None) -> str:
     """The command line that finishes this run: the same arguments, the output path spelled out,
-    ``resume_from_cache=true``."""
-    args = [a for a in argv if a.lstrip("+").split("=", 1)[0] not in _NOT_REPEATED]
-    args += [f"output_jsonl_fpath={result.paths.rows.resolve()}", "resume_from_cache=true"]
-    return shlex.join([Path(sys.argv[0]).name, *args])
+    ``resume_from_cache=true``. In a multirun (``sweep_dir`` set) the whole sweep resumes: ``-m``
+    and the output argument as typed (each job derives its own path from it, see
+    sweep/paths.py) plus ``hydra.sweep.dir=<this sweep's dir>``."""
+    if sweep_dir is not None:
+        args = [a for a in argv if a.lstrip("+").split("=", 1)[0] not in _NOT_REPEATED_IN_SWEEP]
+        if not any(a in _MULTIRUN_FLAGS for a in args):
+            args.insert(0, "-m")
+        args += [f"hydra.sweep.dir={sweep_dir}", "resume_from_cache=true"]
+    else:
+        args = [a for a in argv if a.lstrip("+").split("=", 1)[0] not in _NOT_REPEATED]
+        args += [f"output_jsonl_fpath={result.paths.rows.resolve()}", "resume_from_cache=true"]
+    return shlex.join(["collect", *args])  # the console script, also when started as python -m
 
 
-def print_summary(result: RunResult, argv: list[str]) -> None:
+def print_summary(result: RunResult, argv: list[str], sweep_dir: str | None = None) -> None:
     s = result.summary
     for repair in result.repairs:
         print(f"  repaired: {repair}")
+    if not result.started:
+        print("Interrupted during start-up: stopped before any rollout was sent.")
+        print(f"  To run it, use:\n    {resume_command(result, argv, sweep_dir)}")
+        return
     if result.interrupted:
         print(f"Interrupted: {s['rollouts']} of {s['total']} rollouts are in {result.paths.rows} "
               f"({s['rollouts_this_run']} from this run); nothing written was lost.")
-        print(f"  To finish, run:\n    {resume_command(result, argv)}")
+        print(f"  To finish, run:\n    {resume_command(result, argv, sweep_dir)}")
         return
     resumed = f" ({s['resumed_rows']} from earlier runs)" if s["resumed_rows"] else ""
     reward = "n/a" if s["mean_reward"] is None else f"{s['mean_reward']:.4f}"
     print(f"Wrote {s['rollouts']} rollouts to {result.paths.rows}{resumed}")
     print(f"  rollouts: {s['rollouts']}  failures: {s['failures']}  mean reward: {reward}")
     print(f"  this run: {s['rollouts_this_run']} rollouts, {s['rollouts_per_s']} rollouts/s, "
-          f"{s['output_tokens_per_s']} generated tokens/s ({s['elapsed_s']} s, model {result.fleet.model_name})")
+          f"{s['output_tokens_per_s']} generated tokens/s ({s['elapsed_s']} s, "
+          f"model {result.fleet.model_name if result.fleet else '?'})")
     if s["context_length_stops"]:
         print(f"  context-length stops: {s['context_length_stops']} (rows ended 'incomplete')")
     if s["attempt_retries"] or s["request_retries"]:
@@ -93,10 +110,19 @@ def _task(raw: dict[str, Any], hydra_cfg: Any, *, argv: list[str]) -> int:
         result = asyncio.run(_collect(cfg, progress))
     finally:
         progress.close()
-    print_summary(result, argv)
+    sweep_dir = None if job_num is None else sweep_dir_of(hydra_cfg)
+    print_summary(result, argv, sweep_dir)
     if result.interrupted:
+        if job_num is not None:  # stop the whole sweep: SystemExit escapes Hydra's per-job capture
+            sys.stdout.flush()
+            sys.exit(EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     return EXIT_PARTIAL if result.failures else 0
+
+
+def sweep_dir_of(hydra_cfg: Any) -> str:
+    """This multirun's ``hydra.sweep.dir``, absolute (against the directory collect ran in)."""
+    return str((Path(str(hydra_cfg.runtime.cwd)) / str(hydra_cfg.sweep.dir)).resolve())
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from gym_rollouts.cli.app import hydra_app
+from gym_rollouts.cli.app import QUIET_HYDRA, hydra_app
 from gym_rollouts.config.schema import build_collect_config
 from gym_rollouts.doctor import Report, Status, run_doctor
 
@@ -69,8 +69,7 @@ def main() -> None:
     if "--json" in args:
         args = [a for a in args if a != "--json"] + ["doctor.json=true"]
     sys.argv = [sys.argv[0], *args]
-    hydra_app(_task, extra_overrides=("hydra.output_subdir=null", "hydra.run.dir=.",
-                                      "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"))
+    hydra_app(_task, extra_overrides=QUIET_HYDRA)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from gym_rollouts.cli.app import hydra_app
+from gym_rollouts.cli.app import QUIET_HYDRA, hydra_app
 from gym_rollouts.config.redact import redact
 from gym_rollouts.config.schema import build_collect_config
 
@@ -22,8 +22,7 @@ def _task(cfg: dict[str, Any], _hydra: Any) -> int:
 
 
 def main() -> None:
-    hydra_app(_task, extra_overrides=("hydra.output_subdir=null", "hydra.run.dir=.",
-                                      "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"))
+    hydra_app(_task, extra_overrides=QUIET_HYDRA)
 
 
 if __name__ == "__main__":

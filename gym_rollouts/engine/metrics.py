@@ -60,6 +60,7 @@ def pass_at_k(rewards: list[float], k: int) -> float:
 class AgentAggregate:
     fields: dict[str, Welford] = field(default_factory=dict)
     open_tasks: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
+    open_failures: dict[int, int] = field(default_factory=dict)  # open task -> rollouts failed for good
     pass_sum: dict[int, float] = field(default_factory=dict)
     avg_sum: dict[int, float] = field(default_factory=dict)
     tasks_with_k: dict[int, int] = field(default_factory=dict)
@@ -108,21 +109,29 @@ class AgentAggregate:
                 return
             pending = self.open_tasks.setdefault(task, [])
             pending.append((row.get(ROLLOUT_INDEX, 0), float(reward)))
-            if len(pending) >= task_size:
-                self._close_task(self.open_tasks.pop(task))
+            if len(pending) + self.open_failures.get(task, 0) >= task_size:
+                self._close(task)
+
+    def add_failure(self, task: int, task_size: int) -> None:
+        """A rollout of ``task`` that failed for good: the task closes once its rows and failures
+        account for all ``task_size`` rollouts (pass@k over the rows it has, as ``finish`` would)."""
+        if task_size <= 1:
+            return
+        failed = self.open_failures[task] = self.open_failures.get(task, 0) + 1
+        if len(self.open_tasks.get(task, ())) + failed >= task_size:
+            self._close(task)
+
+    def _close(self, task: int) -> None:
+        self.open_failures.pop(task, None)
+        pending = self.open_tasks.pop(task, None)
+        if pending:
+            self._close_task(pending)
 
     def _fold(self, name: str, x: float) -> None:
         acc = self.fields.get(name)
         if acc is None:
             acc = self.fields[name] = Welford()
-        n = acc.n = acc.n + 1  # Welford.add, inlined
-        delta = x - acc.mean
-        acc.mean += delta / n
-        acc.m2 += delta * (x - acc.mean)
-        if x < acc.lo:
-            acc.lo = x
-        if x > acc.hi:
-            acc.hi = x
+        acc.add(x)
 
     def _close_task(self, pending: list[tuple[int, float]]) -> None:
         rewards = [r for _, r in sorted(pending)]
@@ -134,6 +143,7 @@ class AgentAggregate:
     def finish(self) -> None:
         for task in list(self.open_tasks):
             self._close_task(self.open_tasks.pop(task))
+        self.open_failures.clear()
 
     def agent_metrics(self, elapsed_s: float) -> dict[str, Any]:
         out: dict[str, Any] = {"count": self.count}
@@ -176,8 +186,15 @@ class Aggregator:
         n = sum(acc.n for acc in accs)
         return sum(acc.mean * acc.n for acc in accs) / n if n else None
 
-    def add_failure(self, agent_name: str) -> None:
+    def add_failure(self, agent_name: str, task_index: int | None = None, task_size: int = 1) -> None:
+        """A rollout that failed for good; with its task, that task can close (memory stays
+        O(open tasks) through a stretch of failures)."""
         self.failures[agent_name] = self.failures.get(agent_name, 0) + 1
+        if task_index is not None:
+            agent = self.agents.get(agent_name)
+            if agent is None:
+                agent = self.agents[agent_name] = AgentAggregate()
+            agent.add_failure(task_index, task_size)
 
     def add_prior_failure(self, agent_name: str) -> None:
         """A rollout that used up its attempts in an earlier run (called from the reader thread:

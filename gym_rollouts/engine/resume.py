@@ -58,7 +58,6 @@ class Bitmap:
 class ResumeState:
     """What earlier runs on this output already did (empty for a fresh run)."""
 
-    resumed: bool = False
     done: Bitmap = field(default_factory=Bitmap)
     attempts: dict[int, int] = field(default_factory=dict)  # seq -> failed attempts recorded
     materialized: int = 0
@@ -107,7 +106,7 @@ def begin_fresh(paths: OutputPaths, manifest: dict[str, Any]) -> None:
 def load_state(paths: OutputPaths, on_prior_row: Callable[[dict[str, Any]], None]) -> ResumeState:
     """Repair torn tails and read the previous run's files (see module doc). Each prior output
     row is passed to ``on_prior_row`` (the aggregate metrics cover the whole run)."""
-    state = ResumeState(resumed=True)
+    state = ResumeState()
     for path in paths.line_files():
         repair = repair_tail(path)
         if repair is not None:

@@ -38,7 +38,6 @@ ROWS, FAILURES = "rows", "failures"
 # Errors that say the fleet is misconfigured, not that one rollout went wrong: they stop the run
 # (not recorded as attempts, so a resume after the fix starts those rollouts afresh).
 FATAL_ERRORS = (ToolSupportError,)
-NO_OVERRIDES: dict[str, Any] = {}  # job rows already carry the config overrides (materialized)
 
 
 @dataclass
@@ -85,7 +84,7 @@ async def run_one(parts: EngineParts, job: Job, first_attempt: int = 1) -> None:
         session = parts.policy.session()
         try:
             if params is None:  # inside the guard: resource.tools() is resource code
-                params = request_params(job.row, NO_OVERRIDES, parts.resource)
+                params = request_params(job.row, parts.resource)  # rows are materialized
             outcome = await run_rollout(job.row, params=params, resource=parts.resource, session=session,
                                         cfg=cfg.agent, model_name=parts.policy.model_name)
         except asyncio.CancelledError:
@@ -114,7 +113,7 @@ async def run_one(parts: EngineParts, job: Job, first_attempt: int = 1) -> None:
             await _drain(parts)
         return
     stats.failed += 1
-    parts.aggregator.add_failure(job.row["agent_ref"]["name"])
+    parts.aggregator.add_failure(job.row["agent_ref"]["name"], job.task_index, job.task_size)
 
 
 async def _drain(parts: EngineParts) -> None:
@@ -125,24 +124,33 @@ async def _drain(parts: EngineParts) -> None:
 
 async def run_pool(parts: EngineParts, jobs: Iterator[tuple[Job, int]]) -> bool:
     """Run every (job, first attempt) with exactly ``num_samples_in_parallel`` workers.
-    Returns False when stopped early (see module doc)."""
+    Returns True when the job stream was exhausted and every job taken from it ran to its end
+    (a stop arriving after that does not make a complete run interrupted); False when stopped early
+    (a job cut short by a stop, or left unstarted, is run again on resume)."""
     workers = parts.cfg.num_samples_in_parallel
     queue: asyncio.Queue[tuple[Job, int] | None] = asyncio.Queue(maxsize=workers * 2)
     busy = [False] * workers
     reader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="gym-rollouts-reader")
     batch_size = max(16, workers)
+    exhausted, taken, ran = False, 0, 0
 
     async def produce() -> None:
+        nonlocal exhausted, taken
         while not parts.stop.requested:
-            batch = await asyncio.wrap_future(reader.submit(_take, jobs, batch_size, parts.stop))
+            batch, at_end = await asyncio.wrap_future(reader.submit(_take, jobs, batch_size, parts.stop))
+            taken += len(batch)
             for item in batch:
                 await queue.put(item)
+            if at_end:
+                exhausted = True
+                break
             if len(batch) < batch_size:
                 break
         for _ in range(workers):
             await queue.put(None)
 
     async def work(index: int) -> None:
+        nonlocal ran
         while not parts.stop.requested:
             item = await queue.get()
             if item is None:
@@ -151,6 +159,8 @@ async def run_pool(parts: EngineParts, jobs: Iterator[tuple[Job, int]]) -> bool:
             parts.stats.in_flight += 1
             try:
                 await run_one(parts, *item)
+                if not parts.stop.requested:  # else it may have given up because of the stop
+                    ran += 1
             finally:
                 parts.stats.in_flight -= 1
                 busy[index] = False
@@ -184,13 +194,15 @@ async def run_pool(parts: EngineParts, jobs: Iterator[tuple[Job, int]]) -> bool:
             supervisor.cancel()
             await asyncio.gather(supervisor, return_exceptions=True)
         await asyncio.to_thread(reader.shutdown, True)  # the reader thread stops at the stop flag
-    return not parts.stop.requested
+    return exhausted and ran == taken
 
 
-def _take(jobs: Iterator[tuple[Job, int]], n: int, stop: StopControl) -> list[tuple[Job, int]]:
+def _take(jobs: Iterator[tuple[Job, int]], n: int, stop: StopControl) -> tuple[list[tuple[Job, int]], bool]:
+    """Up to ``n`` items, and whether the stream ran out (not counting an end the stop caused:
+    the job stream ends early once a stop is requested)."""
     out = []
     for item in jobs:
         out.append(item)
         if len(out) >= n or stop.requested:
-            break
-    return out
+            return out, False
+    return out, not stop.requested

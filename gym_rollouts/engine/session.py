@@ -16,7 +16,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, TypeVar
 
 import orjson
 
@@ -43,16 +43,17 @@ log = logging.getLogger(__name__)
 MATERIALIZED = "materialized"
 MATERIALIZE_BATCH = 256
 Tick = Callable[[RunStats], None]
+T = TypeVar("T")
 
 
 @dataclass
 class RunResult:
     paths: OutputPaths
     summary: dict[str, Any]
-    fleet: FleetInfo
+    fleet: FleetInfo | None  # None when stopped before the fleet was checked
     servers: Any = None
     interrupted: bool = False
-    resumed: bool = False
+    started: bool = True  # False: stopped during start-up, before any rollout was sent
     repairs: list[str] = field(default_factory=list)
 
     @property
@@ -153,12 +154,12 @@ class RunPlan:
 
 async def plan_collection(cfg: CollectConfig) -> RunPlan:
     source, paths, agent_name = input_path(cfg), output_paths(cfg), agent_name_of(cfg)
-    scan = await asyncio.to_thread(scan_file, source, cfg.limit)
+    scan = await asyncio.to_thread(scan_file, source, cfg.limit, shard_of(cfg).owns)
     if cfg.on_bad_input == "fail":
         raise_if_problems(scan)
     manifest = build_manifest(cfg, scan, agent_name)
     stored = plan_run(cfg, paths, manifest)
-    total = shard_of(cfg).size(scan.good_rows) * cfg.num_repeats  # this shard's part
+    total = scan.owned_rows * cfg.num_repeats  # this shard's part
     return RunPlan(source, paths, agent_name, total, manifest, stored)
 
 
@@ -175,19 +176,49 @@ async def open_outputs(plan: RunPlan, served_model: str, aggregator: Aggregator)
     return state
 
 
+class StoppedDuringStartup(Exception):
+    """A stop (Ctrl-C / SIGTERM) arrived before the first rollout was sent."""
+
+
+async def unless_stopped(stop: StopControl, step: Awaitable[T]) -> T:
+    """``step``'s result, or ``StoppedDuringStartup`` (``step`` cancelled) when a stop comes first:
+    start-up steps (server launch, ``/v1/models`` timeouts, resume reads) must not outlast Ctrl-C."""
+    if stop.requested:
+        if asyncio.iscoroutine(step):
+            step.close()
+        raise StoppedDuringStartup
+    task = asyncio.ensure_future(step)
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    raise StoppedDuringStartup
+
+
 async def run_collection(cfg: CollectConfig, *, stop: StopControl | None = None, on_tick: Tick | None = None,
                          tick_s: float = 0.5) -> RunResult:
     stop = stop or StopControl()
     plan = await plan_collection(cfg)
     stats, aggregator, resource = RunStats(total=plan.total), Aggregator(), load_resource(cfg.resource)
     async with contextlib.AsyncExitStack() as stack:
-        base_urls = await stack.enter_async_context(backend(cfg))
-        transport = await stack.enter_async_context(
-            HttpTransport(cfg.transport, concurrency=cfg.num_samples_in_parallel, api_key=cfg.model.api_key))
-        fleet = await discover_fleet(transport, base_urls, cfg.model.model)
-        dispatcher = await stack.enter_async_context(Dispatcher(fleet.base_urls, transport, cfg.router, cfg.transport))
-        policy = VLLMPolicy(cfg.model, dispatcher, model_name=fleet.model_name, max_model_len=fleet.max_model_len)
-        state = await open_outputs(plan, fleet.model_name, aggregator)
+        try:
+            base_urls = await unless_stopped(stop, stack.enter_async_context(backend(cfg)))
+            transport = await stack.enter_async_context(
+                HttpTransport(cfg.transport, concurrency=cfg.num_samples_in_parallel, api_key=cfg.model.api_key))
+            fleet = await unless_stopped(stop, discover_fleet(transport, base_urls, cfg.model.model))
+            dispatcher = await unless_stopped(stop, stack.enter_async_context(
+                Dispatcher(fleet.base_urls, transport, cfg.router, cfg.transport)))
+            policy = VLLMPolicy(cfg.model, dispatcher, model_name=fleet.model_name, max_model_len=fleet.max_model_len)
+            state = await unless_stopped(stop, open_outputs(plan, fleet.model_name, aggregator))
+        except StoppedDuringStartup:
+            log.info("stopped during start-up (%s): no rollout was sent", stop.reason)
+            return RunResult(paths=plan.paths, summary=stats.summary(), fleet=None, interrupted=True, started=False)
         stats.prior_done = state.done.count
         sink = stack.enter_context(Sink({ROWS: plan.paths.rows, FAILURES: plan.paths.failures,
                                          MATERIALIZED: plan.paths.materialized_inputs}))
@@ -204,14 +235,13 @@ async def run_collection(cfg: CollectConfig, *, stop: StopControl | None = None,
                 ticker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await ticker
-            servers = stats.servers = dispatcher.stats()
-            stats.request_retries = request_retries(servers)
+            _refresh(stats, dispatcher)
+            servers = stats.servers
             if on_tick:
                 on_tick(stats)
         summary = {**stats.summary(), "mean_reward": aggregator.mean("reward")}
         run = {**summary, "model": fleet.model_name, "max_model_len": fleet.max_model_len,
-               "router": dispatcher.summary() if hasattr(dispatcher, "summary") else None,
-               "policy": policy.stats() if hasattr(policy, "stats") else None}
+               "router": dispatcher.summary(), "policy": policy.stats()}
     if stop.fatal is not None:
         raise StartupError(f"run stopped: {stop.fatal}. The outputs so far are kept: after fixing this, "
                            f"rerun the same command with resume_from_cache=true "
@@ -221,14 +251,18 @@ async def run_collection(cfg: CollectConfig, *, stop: StopControl | None = None,
         await asyncio.to_thread(plan.paths.aggregate_metrics.write_bytes,
                                 orjson.dumps(entries, option=orjson.OPT_INDENT_2))
     return RunResult(paths=plan.paths, summary=summary, fleet=fleet, servers=servers, interrupted=not completed,
-                     resumed=plan.stored is not None, repairs=[str(r) for r in state.repairs])
+                     repairs=[str(r) for r in state.repairs])
 
 
-def request_retries(servers: Any) -> int:
-    """Total retried model calls from the router's per-server stats (0 when it reports none)."""
-    if not isinstance(servers, list):
-        return 0
-    return sum(int(s.get("retried") or 0) for s in servers if isinstance(s, dict))
+def request_retries(servers: list[dict[str, Any]]) -> int:
+    """Total retried model calls from the router's per-server stats."""
+    return sum(int(s.get("retried") or 0) for s in servers)
+
+
+def _refresh(stats: RunStats, dispatcher: Dispatcher) -> None:
+    """Copy the router's per-server stats (and the retries they count) into ``stats``."""
+    stats.servers = dispatcher.stats()
+    stats.request_retries = request_retries(stats.servers)
 
 
 async def _tick(stats: RunStats, dispatcher: Dispatcher, on_tick: Tick, every: float) -> None:
@@ -237,7 +271,6 @@ async def _tick(stats: RunStats, dispatcher: Dispatcher, on_tick: Tick, every: f
     while True:
         await asyncio.sleep(every)
         if n % refresh_every == 0:
-            stats.servers = dispatcher.stats()
-            stats.request_retries = request_retries(stats.servers)
+            _refresh(stats, dispatcher)
         n += 1
         on_tick(stats)

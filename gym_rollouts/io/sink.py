@@ -3,9 +3,10 @@
 Rows are handed over in batches (``put_many``; from the event loop through ``RowBuffer``, from the
 reader thread directly): handing over wakes the writer thread, which costs far more than queueing,
 so it happens once per batch. The writer serialises and appends them, each row one complete
-``\\n``-terminated line, one ``write`` per file per wake-up, fsynced about every second and on
-close. File I/O never blocks the event loop. ``backlog`` (batches queued, not yet written) lets
-the engine apply backpressure so memory cannot grow when the disk is slower than the fleet.
+``\\n``-terminated line, one ``write`` per file per wake-up (or per ~8 MiB of lines, so a large
+batch never builds one huge buffer), fsynced about every second and on close. File I/O never
+blocks the event loop. ``backlog`` (batches queued, not yet written) lets the engine apply
+backpressure so memory cannot grow when the disk is slower than the fleet.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import orjson
 
 _STOP = object()
 _MAX_BATCH = 4096
+_MAX_WRITE_BYTES = 8 << 20  # one write joins at most ~this much: memory stays bounded per wake-up
+_NEWLINE = orjson.OPT_APPEND_NEWLINE
 
 
 class Sink:
@@ -82,16 +85,25 @@ class Sink:
                         break
                 stop = False
                 chunks: dict[str, list[bytes]] = {}
+                pending: dict[str, int] = {}  # bytes in chunks[channel]
                 for entry in batch:
                     if entry is _STOP:
                         stop = True
                         continue
                     channel, rows = entry
                     lines = chunks.setdefault(channel, [])
-                    lines.extend(orjson.dumps(row) + b"\n" for row in rows)
+                    for row in rows:
+                        lines.append(orjson.dumps(row, option=_NEWLINE))
+                        size = pending.get(channel, 0) + len(lines[-1])
+                        if size >= _MAX_WRITE_BYTES:
+                            _write_all(self._handles[channel], b"".join(lines))
+                            lines.clear()
+                            size = 0
+                        pending[channel] = size
                     self.rows_written[channel] += len(rows)
                 for channel, lines in chunks.items():
-                    _write_all(self._handles[channel], b"".join(lines))
+                    if lines:
+                        _write_all(self._handles[channel], b"".join(lines))
                 if stop or time.monotonic() - last_sync > self._fsync_every_s:
                     for handle in self._handles.values():
                         os.fsync(handle.fileno())

@@ -43,6 +43,7 @@ class InputScan:
     path: Path
     rows: int = 0
     good_rows: int = 0
+    owned_rows: int = 0  # good rows in the tasks ``keep`` selects (a shard's part; all without keep)
     problem_count: int = 0
     problems: list[str] = field(default_factory=list)  # the first MAX_PROBLEMS_LISTED
     sha256: str = ""
@@ -105,17 +106,48 @@ def read_rows(path: Path, limit: int | None = None) -> Iterator[tuple[int, dict[
         yield line_no, row, problem
 
 
-def scan_file(path: Path, limit: int | None = None) -> InputScan:
-    """Read the used lines once: validate every row, hash their bytes (the run's fingerprint)."""
+class _Grouping:
+    """The task grouping rule, shared by the scan and the job stream: a row starts a new task
+    unless it and the current task's first row carry the same ``_ng_task_index``; a row without
+    one is its own task at its position. Refuses a group over ``MAX_TASK_GROUP`` rows."""
+
+    __slots__ = ("task", "explicit", "size")
+
+    def __init__(self) -> None:
+        self.task: int | None = None
+        self.explicit = False
+        self.size = 0
+
+    def add(self, path: Path, line_no: int, position: int, row: dict[str, Any]) -> bool:
+        """Place one good row; True when it starts a new task (then ``task`` is its index)."""
+        given = row.get(TASK_INDEX)
+        new = self.task is None or given is None or not self.explicit or given != self.task
+        if new:
+            self.task, self.explicit, self.size = (position if given is None else given), given is not None, 0
+        if self.size >= MAX_TASK_GROUP:
+            raise InputError(f"{path}:{line_no}: more than {MAX_TASK_GROUP} consecutive rows share "
+                             f"{TASK_INDEX}={given}")
+        self.size += 1
+        return new
+
+
+def scan_file(path: Path, limit: int | None = None, keep: Callable[[int], bool] | None = None) -> InputScan:
+    """Read the used lines once: validate every row, hash their bytes (the run's fingerprint),
+    count the rows of the tasks ``keep`` selects (same grouping as ``iter_jobs``). A task group
+    too large to run raises ``InputError`` here, before anything is written."""
     scan = InputScan(path)
     digest = hashlib.sha256()
-    for line_no, line in _lines(path, limit):
+    grouping, owned = _Grouping(), False
+    for position, (line_no, line) in enumerate(_lines(path, limit)):
         digest.update(line.rstrip(b"\r\n"))
         digest.update(b"\n")
         scan.rows += 1
-        _row, problem = _parse(line)
-        if problem is None:
+        row, problem = _parse(line)
+        if row is not None:
             scan.good_rows += 1
+            if grouping.add(path, line_no, position, row):
+                owned = keep is None or keep(grouping.task)  # type: ignore[arg-type]
+            scan.owned_rows += owned
             continue
         scan.problem_count += 1
         if len(scan.problems) < MAX_PROBLEMS_LISTED:
@@ -150,24 +182,21 @@ def materialize(row: dict[str, Any], overrides: Mapping[str, Any], agent_name: s
     return out
 
 
-def _task_groups(path: Path, limit: int | None,
-                 on_problem: Callable[[int, str], None] | None) -> Iterator[list[tuple[int, int, dict[str, Any]]]]:
-    """Groups of (line number, task index, row): one row each, or consecutive rows that carry the
-    same ``_ng_task_index``. Bad rows go to ``on_problem`` and still consume a position."""
+def _task_groups(path: Path, limit: int | None, on_problem: Callable[[int, int, str], None] | None
+                 ) -> Iterator[list[tuple[int, int, dict[str, Any]]]]:
+    """Groups of (line number, task index, row) by the ``_Grouping`` rule. Bad rows go to
+    ``on_problem(line_no, position, message)`` and still consume a position."""
     group: list[tuple[int, int, dict[str, Any]]] = []
+    grouping = _Grouping()
     for position, (line_no, row, problem) in enumerate(read_rows(path, limit)):
         if row is None:
             if on_problem is not None:
-                on_problem(line_no, problem or "bad row")
+                on_problem(line_no, position, problem or "bad row")
             continue
-        given = row.get(TASK_INDEX)
-        if group and (given is None or given != group[0][1] or group[0][2].get(TASK_INDEX) is None):
+        if grouping.add(path, line_no, position, row) and group:
             yield group
             group = []
-        if len(group) >= MAX_TASK_GROUP:
-            raise InputError(f"{path}:{line_no}: more than {MAX_TASK_GROUP} consecutive rows share "
-                             f"{TASK_INDEX}={given}")
-        group.append((line_no, position if given is None else given, row))
+        group.append((line_no, grouping.task, row))  # type: ignore[arg-type]
     if group:
         yield group
 
@@ -176,11 +205,17 @@ def iter_jobs(path: Path, *, limit: int | None, num_repeats: int, overrides: Map
               agent_name: str = "agent", on_problem: Callable[[int, str], None] | None = None,
               keep: Callable[[int], bool] | None = None) -> Iterator[Job]:
     """Stream jobs in ``aabbcc`` order (see module doc). Bad rows are passed to
-    ``on_problem(line_no, message)`` (skip mode) and produce no job. ``keep(task_index)`` selects
+    ``on_problem(line_no, message)`` (skip mode; only for the lines ``keep`` selects, a bad
+    line's task index being its position) and produce no job. ``keep(task_index)`` selects
     tasks (a shard, see sweep/shard.py) before ``seq`` is assigned."""
     overrides = dict(overrides or {})
     seq = 0
-    for group in _task_groups(path, limit, on_problem):
+
+    def problem(line_no: int, position: int, message: str) -> None:
+        if on_problem is not None and (keep is None or keep(position)):
+            on_problem(line_no, message)
+
+    for group in _task_groups(path, limit, problem):
         if keep is not None and not keep(group[0][1]):
             continue
         size = len(group) * num_repeats

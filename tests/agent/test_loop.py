@@ -11,6 +11,7 @@ from gym_rollouts.adapter.reply import ModelTurn, message_item
 from gym_rollouts.agent.loop import request_params, run_rollout
 from gym_rollouts.config.schema import AgentConfig
 from gym_rollouts.errors import ResourceError
+from gym_rollouts.io.source import materialize
 from gym_rollouts.resource.arithmetic import ArithmeticResource
 from gym_rollouts.resource.base import Resource, Verification
 
@@ -45,7 +46,7 @@ class ScriptedSession:
 async def _run(script, resource: Resource | None = None, max_steps: int = 16, row=ROW):
     resource = resource or ArithmeticResource()
     session = ScriptedSession(script)
-    params = request_params(row, {}, resource)
+    params = request_params(row, resource)
     outcome = await run_rollout(row, params=params, resource=resource, session=session,  # type: ignore[arg-type]
                                 cfg=AgentConfig(max_steps=max_steps), model_name="m")
     return outcome, session
@@ -141,7 +142,23 @@ async def test_resource_bugs_are_resource_errors_not_tool_outputs():
 def test_request_params_config_overrides_win_and_row_tools_are_kept():
     row = {"responses_create_params": {"input": "hi", "temperature": 1.0, "tools": [{"type": "function",
                                                                                        "name": "own"}]}}
-    params = request_params(row, {"temperature": 0.2, "max_output_tokens": 8}, ArithmeticResource())
+    params = request_params(materialize(row, {"temperature": 0.2, "max_output_tokens": 8}, "agent"), ArithmeticResource())
     assert params["temperature"] == 0.2 and params["max_output_tokens"] == 8
     assert params["tools"] == [{"type": "function", "name": "own"}]
     assert row["responses_create_params"]["temperature"] == 1.0  # the row itself is untouched
+
+
+class CountingTools(ArithmeticResource):
+    calls = 0
+
+    def tools(self):
+        self.calls += 1
+        return super().tools()
+
+
+def test_request_params_asks_the_resource_for_its_tools_once():
+    resource = CountingTools()
+    params = request_params({"responses_create_params": {"input": "hi"}}, resource)
+    assert params["tools"] == ArithmeticResource().tools() and params["tools"]
+    assert resource.calls == 1
+    assert "tools" not in request_params({"responses_create_params": {"input": "hi"}}, Resource())

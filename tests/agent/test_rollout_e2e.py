@@ -18,6 +18,7 @@ from gym_rollouts.config.compose import compose_plain
 from gym_rollouts.config.schema import CollectConfig, build_collect_config
 from gym_rollouts.embedded import EmbeddedConfig, EmbeddedServer
 from gym_rollouts.engine.session import bundled_dataset
+from gym_rollouts.io.source import materialize
 from gym_rollouts.resource.base import load_resource
 from gym_rollouts.router.dispatcher import Dispatcher
 from gym_rollouts.transport.client import HttpTransport
@@ -40,7 +41,7 @@ async def rollout(cfg: CollectConfig, row: dict):
     async with policy_for(cfg) as policy:
         session = policy.session()
         try:
-            return await run_rollout(row, params=request_params(row, cfg.responses_create_params, resource),
+            return await run_rollout(row, params=request_params(materialize(row, cfg.responses_create_params, "agent"), resource),
                                      resource=resource, session=session, cfg=cfg.agent,
                                      model_name=policy.model_name)
         finally:

@@ -74,3 +74,28 @@ def test_open_tasks_are_closed_at_the_end_and_agents_kept_apart() -> None:
     by_agent = {e["agent_ref"]["name"]: e["agent_metrics"] for e in agg.result(run={"elapsed_s": 1.0}, servers=[])}
     assert by_agent["x"]["pass@1/reward"] == 100.0 and "pass@2/reward" not in by_agent["x"]
     assert by_agent["y"]["count"] == 2 and by_agent["y"]["rollouts_this_run"] == 1
+
+
+def test_a_task_with_failed_rollouts_closes_when_every_rollout_is_accounted_for() -> None:
+    streamed, at_end = Aggregator(), Aggregator()
+    for task in range(50):  # rollout 1 of every task fails for good, before or after the others finish
+        if task % 2:
+            streamed.add_failure("a", task, 3)
+        streamed.add(_row(task, 0, float(task % 3 == 0)), task_size=3)
+        streamed.add(_row(task, 2, 1.0), task_size=3)
+        if not task % 2:
+            streamed.add_failure("a", task, 3)
+        at_end.add(_row(task, 0, float(task % 3 == 0)), task_size=3)
+        at_end.add(_row(task, 2, 1.0), task_size=3)
+        at_end.add_failure("a")
+    agent = streamed.agents["a"]
+    assert agent.open_tasks == {} and agent.open_failures == {}  # closed as they completed
+    assert len(at_end.agents["a"].open_tasks) == 50
+    [got] = streamed.result(run={"elapsed_s": 1.0}, servers=[])
+    [want] = at_end.result(run={"elapsed_s": 1.0}, servers=[])
+    assert got["agent_metrics"] == want["agent_metrics"] and got["agent_metrics"]["failures"] == 50
+    only_failed = Aggregator()
+    only_failed.add_failure("b", 7, 2)
+    only_failed.add_failure("b", 7, 2)
+    assert only_failed.agents["b"].open_failures == {}
+    assert only_failed.result(run={}, servers=[])[0]["agent_metrics"]["failures"] == 2

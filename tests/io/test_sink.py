@@ -44,3 +44,20 @@ def test_a_writer_failure_surfaces(tmp_path: Path) -> None:
             sink.put("rows", {"bad": object()})  # orjson cannot serialise it
             sink._thread.join(timeout=5)
             sink.put("rows", {"ok": 1})
+
+
+def test_a_large_batch_is_written_in_bounded_chunks_of_whole_lines(tmp_path: Path, monkeypatch) -> None:
+    import gym_rollouts.io.sink as sink_module
+
+    writes: list[bytes] = []
+    real_write_all = sink_module._write_all
+    monkeypatch.setattr(sink_module, "_MAX_WRITE_BYTES", 1000)
+    monkeypatch.setattr(sink_module, "_write_all", lambda handle, data: (writes.append(data),
+                                                                          real_write_all(handle, data)))
+    path = tmp_path / "out.jsonl"
+    rows = [{"i": i, "pad": "y" * 30} for i in range(300)]
+    with Sink({"rows": path}) as sink:
+        sink.put_many("rows", rows)
+    assert [orjson.loads(line) for line in path.read_bytes().splitlines()] == rows
+    assert len(writes) > 1 and max(map(len, writes)) < 1000 + 100  # bounded: at most one line past
+    assert all(w.endswith(b"\n") for w in writes)

@@ -95,3 +95,36 @@ def test_materialized_inputs_fed_back_reproduce_the_indices(tmp_path: Path) -> N
     jobs = list(iter_jobs(again, limit=None, num_repeats=1))
     assert [(j.task_index, j.rollout_index, j.task_size) for j in jobs] == [
         (r["_ng_task_index"], r["_ng_rollout_index"], 3) for r in first]
+
+
+def test_the_scan_counts_the_rows_a_shard_owns_as_the_job_stream_does(tmp_path: Path) -> None:
+    lines = [_row("a"), b"oops", _row("c"), _row("d", _ng_task_index=7), _row("e", _ng_task_index=7),
+             _row("f", _ng_task_index=7), b"[]", _row("h"), _row("i", _ng_task_index=4)]
+    path = _write(tmp_path / "in.jsonl", lines)
+    for count in (1, 2, 3):
+        for index in range(count):
+            keep = lambda task, i=index, n=count: task % n == i  # noqa: E731
+            scan = scan_file(path, keep=keep)
+            jobs = list(iter_jobs(path, limit=None, num_repeats=1, keep=keep))
+            assert scan.owned_rows == len(jobs), (index, count)
+    assert scan_file(path).owned_rows == scan_file(path).good_rows == 7
+
+
+def test_a_task_group_too_large_is_refused_by_the_scan(tmp_path: Path, monkeypatch) -> None:
+    import gym_rollouts.io.source as source
+
+    monkeypatch.setattr(source, "MAX_TASK_GROUP", 3)
+    ok = _write(tmp_path / "ok.jsonl", [_row(_ng_task_index=1)] * 3 + [_row(_ng_task_index=2)] * 3)
+    assert scan_file(ok).owned_rows == 6
+    big = _write(tmp_path / "big.jsonl", [_row(_ng_task_index=1)] * 4)
+    with pytest.raises(InputError, match="more than 3 consecutive rows"):
+        scan_file(big)
+
+
+def test_only_the_owning_shard_reports_a_bad_line(tmp_path: Path) -> None:
+    path = _write(tmp_path / "in.jsonl", [_row("a"), b"oops", _row("c"), b"{}"])
+    seen: dict[int, list[int]] = {0: [], 1: []}
+    for shard in (0, 1):
+        list(iter_jobs(path, limit=None, num_repeats=1, keep=lambda task, s=shard: task % 2 == s,
+                       on_problem=lambda line, msg, s=shard: seen[s].append(line)))
+    assert seen == {0: [], 1: [2, 4]}
