@@ -95,7 +95,7 @@ async def ceiling_rate(base_url: str, src: Path, concurrency: int, model: str) -
 
     cfg = collect_cfg(base_url, src, src.with_suffix(".unused"), concurrency, "exact_match")
     resource = load_resource(cfg.resource)
-    bodies = [orjson.dumps(build_chat_body(request_params(orjson.loads(line), {}, resource), cfg.model, model))
+    bodies = [orjson.dumps(build_chat_body(request_params(orjson.loads(line), resource), cfg.model, model))
               for line in src.read_bytes().splitlines()]
     url = base_url + "/chat/completions"
     next_index = iter(range(len(bodies)))
@@ -174,12 +174,15 @@ def peak_rss_mb(base_url: str, src: Path, out: Path, cwd: Path) -> dict[str, Any
             f"input_jsonl_fpath={src}", f"output_jsonl_fpath={out}", "resource=exact_match",
             "num_samples_in_parallel=100", "progress=off", "overwrite=true"]
     started = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak_kb = 0
-    while proc.poll() is None:
-        peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid) or 0)
-        time.sleep(0.05)
-    err = proc.stderr.read().decode() if proc.stderr else ""
+    # stderr to a file: a pipe read only after exit would block the child once it fills (~64 KiB)
+    with tempfile.TemporaryFile() as err_file:
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err_file)
+        peak_kb = 0
+        while proc.poll() is None:
+            peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid) or 0)
+            time.sleep(0.05)
+        err_file.seek(0)
+        err = err_file.read().decode(errors="replace")
     if proc.returncode != 0:
         raise RuntimeError(f"collect exited {proc.returncode}: {err[-2000:]}")
     return {"peak_rss_mb": round(peak_kb / 1024, 1), "wall_s": round(time.perf_counter() - started, 1),

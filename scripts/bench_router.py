@@ -32,8 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gym_rollouts.config.schema import RouterConfig, TransportConfig  # noqa: E402
 from gym_rollouts.embedded import EmbeddedConfig, embedded_subprocess  # noqa: E402
-from gym_rollouts.router.dispatcher import Dispatcher  # noqa: E402
+from gym_rollouts.router.dispatcher import Dispatcher, root_url  # noqa: E402
 from gym_rollouts.router.policy import RoutingPolicy, ServerState  # noqa: E402
+from gym_rollouts.router.vllm_metrics import parse_metrics  # noqa: E402
 from gym_rollouts.transport.client import HttpTransport  # noqa: E402
 
 DEFAULT_POLICIES = ("sticky_least_loaded", "sticky_least_loaded+weights", "sticky_least_loaded+metrics", "hash",
@@ -91,15 +92,14 @@ async def run_workload(dispatcher: Dispatcher, run: str, args: argparse.Namespac
     return time.perf_counter() - started, servers
 
 
-async def prefix_counters(http: HttpTransport, roots: list[str]) -> tuple[float, float]:
+async def prefix_counters(http: HttpTransport, urls: list[str]) -> tuple[float, float]:
+    """Prefix-cache (hits, queries) summed over the fleet's ``/metrics`` (the shared parser)."""
     hits = queries = 0.0
-    for root in roots:
-        _, raw = await http.get(root + "/metrics", timeout_s=5.0)
-        for line in raw.decode().splitlines():
-            if line.startswith("vllm:prefix_cache_hits_total"):
-                hits += float(line.split()[-1])
-            elif line.startswith("vllm:prefix_cache_queries_total"):
-                queries += float(line.split()[-1])
+    for url in urls:
+        _, raw = await http.get(root_url(url) + "/metrics", timeout_s=5.0)
+        m = parse_metrics(raw.decode())
+        hits += m.prefix_cache_hits or 0.0
+        queries += m.prefix_cache_queries or 0.0
     return hits, queries
 
 
@@ -109,11 +109,10 @@ async def bench_policy(name: str, urls: list[str], weights: tuple[float, ...], a
     rcfg = RouterConfig(policy=kind, weights=weights if extra == "weights" else (),
                         use_metrics=extra == "metrics", metrics_interval_s=0.2)
     tcfg = TransportConfig(read_timeout_s=120.0)
-    roots = [u[: -len("/v1")] for u in urls]
     async with HttpTransport(tcfg, concurrency=args.workers) as http, Dispatcher(tuple(urls), http, rcfg, tcfg) as d:
-        hits0, queries0 = await prefix_counters(http, roots)
+        hits0, queries0 = await prefix_counters(http, urls)
         makespan, per_rollout = await run_workload(d, name, args)
-        hits1, queries1 = await prefix_counters(http, roots)
+        hits1, queries1 = await prefix_counters(http, urls)
         stats = d.stats()
     follow_ups = sum(len(s) - 1 for s in per_rollout)
     stuck = sum(1 for s in per_rollout for later in s[1:] if later == s[0])

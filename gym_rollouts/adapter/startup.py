@@ -10,11 +10,11 @@ from __future__ import annotations
 import difflib
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 import orjson
 
-from gym_rollouts.errors import GymRolloutsError, StartupError, TransportError
+from gym_rollouts.errors import StartupError, TransportError
 from gym_rollouts.transport.client import HttpTransport
 
 log = logging.getLogger(__name__)
@@ -25,16 +25,16 @@ class FleetInfo:
     base_urls: tuple[str, ...]
     model_name: str
     max_model_len: int | None
-    served: dict[str, list[str]]
 
 
-async def _models(transport: HttpTransport, base_url: str) -> dict[str, Any] | None:
+async def _models(transport: HttpTransport, base_url: str, timeout_s: float = 15.0) -> dict[str, Any] | None:
     """The ``/models`` answer of ``base_url``, or None when that path does not exist (404)."""
-    status, raw = await transport.get(base_url.rstrip("/") + "/models", timeout_s=15.0)
+    status, raw = await transport.get(base_url.rstrip("/") + "/models", timeout_s=timeout_s)
     if status == 404:
         return None
     if status != 200:
-        raise StartupError(f"{base_url}/models answered HTTP {status}: {raw[:200].decode('utf-8', 'replace')}")
+        raise StartupError(f"{base_url}/models answered HTTP {status}: {raw[:200].decode('utf-8', 'replace')}",
+                           status=status)
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -44,13 +44,14 @@ async def _models(transport: HttpTransport, base_url: str) -> dict[str, Any] | N
     return data
 
 
-async def check_server(transport: HttpTransport, base_url: str) -> tuple[str, dict[str, Any]]:
+async def check_server(transport: HttpTransport, base_url: str,
+                       timeout_s: float = 15.0) -> tuple[str, dict[str, Any]]:
     """(the usable base URL, its /models answer); fixes a missing ``/v1`` with a warning."""
     url = base_url.rstrip("/")
     try:
-        data = await _models(transport, url)
+        data = await _models(transport, url, timeout_s)
         if data is None and not url.endswith("/v1"):
-            data = await _models(transport, url + "/v1")
+            data = await _models(transport, url + "/v1", timeout_s)
             if data is not None:
                 log.warning("policy_base_url %s lacks /v1; using %s/v1 (put /v1 in your config)", url, url)
                 url = url + "/v1"
@@ -65,6 +66,35 @@ async def check_server(transport: HttpTransport, base_url: str) -> tuple[str, di
     return url, data
 
 
+def _entries(data: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    listed = (data or {}).get("data")
+    return [m for m in listed if isinstance(m, Mapping)] if isinstance(listed, list) else []
+
+
+def served_ids(data: Mapping[str, Any] | None) -> list[str]:
+    """The model ids of one ``/models`` answer (None or a bad shape: none)."""
+    return [str(m.get("id")) for m in _entries(data)]
+
+
+def model_lengths(data: Mapping[str, Any] | None) -> dict[str, int]:
+    """``max_model_len`` by model id, for the entries of one ``/models`` answer that report it."""
+    return {str(m.get("id")): m["max_model_len"] for m in _entries(data) if isinstance(m.get("max_model_len"), int)}
+
+
+def model_entry(data: Mapping[str, Any] | None, model: str | None) -> Mapping[str, Any]:
+    """The ``/models`` entry of ``model`` ({} when not served)."""
+    return next((m for m in _entries(data) if str(m.get("id")) == model), {})
+
+
+def choose_model(wanted: str | None, served: Iterable[str]) -> str | None:
+    """The model a run uses: the configured one, else the single served id; None when several
+    are served and none is configured (whether ``wanted`` is served is checked separately)."""
+    if wanted:
+        return wanted
+    every = sorted(set(served))
+    return every[0] if len(every) == 1 else None
+
+
 def closest_model(wanted: str, served_ids: list[str]) -> str | None:
     """The served id most like ``wanted`` (a typo, a missing org prefix), or None."""
     close = difflib.get_close_matches(wanted, served_ids, n=1, cutoff=0.3)
@@ -74,8 +104,9 @@ def closest_model(wanted: str, served_ids: list[str]) -> str | None:
 def _choose_model(wanted: str | None, served: dict[str, list[str]]) -> str:
     every = sorted({m for ids in served.values() for m in ids})
     if wanted is None:
-        if len(every) == 1:
-            return every[0]
+        chosen = choose_model(None, every)
+        if chosen is not None:
+            return chosen
         raise StartupError(f"the servers serve several models ({', '.join(every)}); set policy_model_name")
     missing = [url for url, ids in served.items() if wanted not in ids]
     if missing:
@@ -95,14 +126,14 @@ async def discover_fleet(transport: HttpTransport, base_urls: tuple[str, ...], w
     for base in base_urls:
         url, data = await check_server(transport, base)
         urls.append(url)
-        served[url] = [str(m.get("id")) for m in data["data"] if isinstance(m, dict)]
-        lengths[url] = {str(m.get("id")): m["max_model_len"] for m in data["data"]
-                        if isinstance(m, dict) and isinstance(m.get("max_model_len"), int)}
+        served[url] = served_ids(data)
+        lengths[url] = model_lengths(data)
     model = _choose_model(wanted_model, served)
     known = [lengths[u][model] for u in urls if model in lengths[u]]
     if len(set(known)) > 1:
         log.warning("servers disagree on max_model_len for %s: %s; using the smallest", model, sorted(set(known)))
-    return FleetInfo(tuple(urls), model, min(known) if known else None, served)
+    return FleetInfo(tuple(urls), model, min(known) if known else None)
 
 
-__all__ = ["FleetInfo", "discover_fleet", "check_server", "closest_model", "GymRolloutsError"]
+__all__ = ["FleetInfo", "discover_fleet", "check_server", "closest_model", "choose_model", "served_ids",
+           "model_lengths", "model_entry"]

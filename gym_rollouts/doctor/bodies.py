@@ -51,7 +51,6 @@ def tools_body(cfg: ModelConfig, model: str, tool: Mapping[str, Any]) -> dict[st
     return _pin(build_chat_body(params, cfg, model), TOOLS_MAX_TOKENS)
 
 
-tokenize_body = tokenize_request  # the adapter's own /tokenize body (one definition)
 
 
 def row_tokenize_body(cfg: ModelConfig, model: str, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -60,4 +59,4 @@ def row_tokenize_body(cfg: ModelConfig, model: str, params: Mapping[str, Any]) -
         body = build_completions_body(params, cfg, model)
     else:
         body = build_chat_body(params, cfg, model)
-    return tokenize_body(body)
+    return tokenize_request(body)

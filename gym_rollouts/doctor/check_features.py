@@ -12,22 +12,20 @@ from typing import Any, Mapping
 
 from gym_rollouts.adapter.client import is_tool_refusal
 from gym_rollouts.adapter.reasoning import CLOSE, OPEN
+from gym_rollouts.adapter.reply import REASONING_FIELDS
 from gym_rollouts.adapter.tokens import capture_chat_tokens, capture_completion_tokens
 from gym_rollouts.config.schema import CollectConfig
 from gym_rollouts.doctor.bodies import FORCED_TEXT
-from gym_rollouts.doctor.facts import Exchange, FleetFacts, ServerFacts
+from gym_rollouts.doctor.facts import FleetFacts, ServerFacts
 from gym_rollouts.doctor.findings import Finding, Status
 from gym_rollouts.errors import ProtocolError, ServerStatusError
 
 TOOL_FLAGS = "--enable-auto-tool-choice --tool-call-parser hermes"
 _PARSER_NOTE = "(hermes suits Qwen and Llama 3.x; mistral for Mistral models)"
-_REASONING_FIELDS = ("reasoning", "reasoning_content")
 
 
-def _no_probe(check: str, facts: ServerFacts, probe: Exchange | None) -> Finding | None:
-    if facts.base_url is None or probe is None:
-        return Finding(check, Status.SKIP, "no probe was sent (see base_url / model)", server=facts.configured)
-    return None
+def _no_probe(check: str, facts: ServerFacts) -> Finding:
+    return Finding(check, Status.SKIP, "no probe was sent (see base_url / model)", server=facts.configured)
 
 
 def _message(reply: Any) -> Mapping[str, Any]:
@@ -48,10 +46,9 @@ def check_tools(cfg: CollectConfig, fleet: FleetFacts, facts: ServerFacts) -> Fi
         return Finding("tools", Status.FAIL, "tools are offered but completions mode cannot send them",
                        f"{fleet.tools_source} offers {names}; use_completions_api is true",
                        "use the chat API: model=vllm (or model.use_completions_api=false)")
-    skipped = _no_probe("tools", facts, facts.tools)
-    if skipped or facts.tools is None:
-        return skipped or Finding("tools", Status.SKIP, "not probed", server=server)
     probe = facts.tools
+    if facts.base_url is None or probe is None:
+        return _no_probe("tools", facts)
     sent = f"a tools request offering {fleet.tools[0].get('name')!r} (from {fleet.tools_source}), tool_choice auto"
     if probe.ok:
         calls = _message(probe.body).get("tool_calls") or []
@@ -77,7 +74,7 @@ def _reasoning_seen(facts: ServerFacts) -> tuple[str | None, str | None]:
     """(the field the server put reasoning in, or None; the inline text when <think> stayed inline)."""
     body = facts.basic.body if facts.basic else None
     msg = _message(body)
-    for name in _REASONING_FIELDS:
+    for name in REASONING_FIELDS:
         if isinstance(msg.get(name), str) and msg[name]:
             return name, None
     text = msg.get("content")
@@ -91,9 +88,8 @@ def _reasoning_seen(facts: ServerFacts) -> tuple[str | None, str | None]:
 
 def check_reasoning(cfg: CollectConfig, facts: ServerFacts) -> Finding:
     server, parses = facts.configured, cfg.model.uses_reasoning_parser
-    skipped = _no_probe("reasoning", facts, facts.basic)
-    if skipped or facts.basic is None:
-        return skipped or Finding("reasoning", Status.SKIP, "not probed", server=server)
+    if facts.base_url is None or facts.basic is None:
+        return _no_probe("reasoning", facts)
     if not facts.basic.ok:
         return Finding("reasoning", Status.SKIP, "the probe generation failed",
                        f"HTTP {facts.basic.status}: {facts.basic.message[:300]}", server=server)
@@ -152,9 +148,8 @@ def check_training(cfg: CollectConfig, facts: ServerFacts) -> Finding:
         return Finding("training", Status.SKIP, "training mode is off (return_token_id_information: false)",
                        "no token ids or logprobs are captured; to capture them for a trainer use "
                        "model=vllm_for_training (or model.return_token_id_information=true)")
-    skipped = _no_probe("training", facts, facts.basic)
-    if skipped or facts.basic is None:
-        return skipped or Finding("training", Status.SKIP, "not probed", server=server)
+    if facts.base_url is None or facts.basic is None:
+        return _no_probe("training", facts)
     basic = facts.basic
     if not basic.ok:
         return Finding("training", Status.SKIP, "the probe generation failed",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from gym_rollouts.config.schema import CollectConfig
 from gym_rollouts.doctor.facts import FleetFacts, SampleRow, ServerFacts
 from gym_rollouts.doctor.findings import Finding, Status, worst
-from gym_rollouts.doctor.metrics import parse_metrics
+from gym_rollouts.router.vllm_metrics import parse_metrics
 
 MIN_PER_SERVER = 8  # concurrent rollouts per server below which vLLM's batching is mostly idle
 SUGGESTED_PER_SERVER = 64

@@ -7,16 +7,12 @@ URL to use.
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlsplit
 
 from gym_rollouts.adapter.startup import closest_model
 from gym_rollouts.doctor.facts import Exchange, ServerFacts
 from gym_rollouts.doctor.findings import Finding, Status
 from gym_rollouts.router.dispatcher import root_url
-
-_STATUS_IN_TEXT = re.compile(r"answered HTTP (\d{3})")
-
 
 def _host_port(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
@@ -82,9 +78,8 @@ def check_base_url(facts: ServerFacts) -> Finding:
     if not facts.reachable:
         return Finding("base_url", Status.SKIP, "server not reachable (see reachability)", server=server)
     if facts.base_url is None:
-        status = _STATUS_IN_TEXT.search(facts.models_error or "")
         fix = "use the vLLM OpenAI server's URL ending in /v1, e.g. http://host:8000/v1"
-        if status and status.group(1) in ("401", "403"):
+        if facts.models_status in (401, 403):
             fix = "set policy_api_key to the key the server was started with (--api-key)"
         return Finding("base_url", Status.FAIL, "/v1/models cannot be used", facts.models_error or "", fix, server)
     ids = ", ".join(facts.served_ids) or "(none)"

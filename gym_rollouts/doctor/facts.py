@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from gym_rollouts.adapter.startup import closest_model
+import orjson
+
+from gym_rollouts.adapter.startup import choose_model, closest_model, model_entry, model_lengths, served_ids
 from gym_rollouts.transport.client import error_message
 
 
@@ -35,15 +37,11 @@ class Exchange:
         """The server's error message (vLLM's error body) or the transport error."""
         if self.error:
             return self.error
+        if self.body is None:
+            return ""
         if isinstance(self.body, str):
             return error_message(self.body)
-        if isinstance(self.body, Mapping):
-            err = self.body.get("error")
-            if isinstance(err, Mapping) and isinstance(err.get("message"), str):
-                return err["message"]
-            if isinstance(self.body.get("message"), str):
-                return self.body["message"]
-        return "" if self.body is None else str(self.body)[:300]
+        return error_message(orjson.dumps(self.body).decode())[:300]
 
 
 @dataclass
@@ -55,6 +53,7 @@ class ServerFacts:
     base_url: str | None = None  # the usable base URL (``/v1`` added when it was missing)
     models: Mapping[str, Any] | None = None  # the /models answer
     models_error: str | None = None  # why /models could not be used
+    models_status: int | None = None  # the HTTP status /models answered when it was not usable
     version: str | None = None
     metrics: Exchange | None = None
     probe_model: str | None = None  # the id the generation probes used
@@ -69,20 +68,13 @@ class ServerFacts:
 
     @property
     def served_ids(self) -> list[str]:
-        data = (self.models or {}).get("data") or []
-        return [str(m.get("id")) for m in data if isinstance(m, Mapping)]
+        return served_ids(self.models)
 
     def max_model_len(self, model: str | None) -> int | None:
-        for m in (self.models or {}).get("data") or []:
-            if isinstance(m, Mapping) and str(m.get("id")) == model and isinstance(m.get("max_model_len"), int):
-                return m["max_model_len"]
-        return None
+        return model_lengths(self.models).get(model) if model is not None else None
 
     def model_entry(self, model: str | None) -> Mapping[str, Any]:
-        for m in (self.models or {}).get("data") or []:
-            if isinstance(m, Mapping) and str(m.get("id")) == model:
-                return m
-        return {}
+        return model_entry(self.models, model)
 
 
 @dataclass(frozen=True)
@@ -108,10 +100,7 @@ class FleetFacts:
 
     def model(self, wanted: str | None) -> str | None:
         """The model the run would use: the configured one, else the single one served."""
-        if wanted:
-            return wanted
-        ids = sorted({i for s in self.servers for i in s.served_ids})
-        return ids[0] if len(ids) == 1 else None
+        return choose_model(wanted, (i for s in self.servers for i in s.served_ids))
 
 
 def probe_model(wanted: str | None, served_ids: list[str]) -> str | None:

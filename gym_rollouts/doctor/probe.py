@@ -21,13 +21,14 @@ from typing import Any, Mapping
 
 import orjson
 
+from gym_rollouts.adapter.request import tokenize_request
 from gym_rollouts.adapter.startup import check_server
 from gym_rollouts.agent.loop import request_params
 from gym_rollouts.config.schema import CollectConfig
-from gym_rollouts.doctor.bodies import basic_body, row_tokenize_body, tokenize_body, tools_body
+from gym_rollouts.doctor.bodies import basic_body, row_tokenize_body, tools_body
 from gym_rollouts.doctor.facts import Exchange, FleetFacts, SampleRow, ServerFacts, probe_model
 from gym_rollouts.errors import GymRolloutsError, ProtocolError, ServerStatusError, StartupError, TransportError
-from gym_rollouts.io.source import read_rows
+from gym_rollouts.io.source import materialize, read_rows
 from gym_rollouts.router.dispatcher import root_url
 from gym_rollouts.transport.client import HttpTransport
 
@@ -84,9 +85,9 @@ class Prober:
         if not facts.reachable:
             return facts
         try:
-            facts.base_url, facts.models = await check_server(self._t, configured)
+            facts.base_url, facts.models = await check_server(self._t, configured, self._timeout)
         except StartupError as exc:
-            facts.models_error = str(exc)
+            facts.models_error, facts.models_status = str(exc), exc.status
         version = await self.get(root + "/version")
         if version.ok and isinstance(version.body, Mapping):
             facts.version = str(version.body.get("version"))
@@ -115,7 +116,7 @@ class Prober:
             except GymRolloutsError as exc:
                 facts.tools = Exchange(base, None, None, error=f"cannot build a tools request: {exc}")
         if cfg.return_token_id_information and facts.basic.ok and not _has_prompt_ids(facts.basic.body):
-            facts.tokenize = await self.post(root + "/tokenize", tokenize_body(body))
+            facts.tokenize = await self.post(root + "/tokenize", tokenize_request(body))
 
     # -- the dataset ----------------------------------------------------------------------------
     async def rows(self, facts: FleetFacts, rows: list[RawRow], resource: Any) -> None:
@@ -126,7 +127,7 @@ class Prober:
             if row is None:
                 facts.rows.append(SampleRow(line_no, None, None, error=problem))
                 continue
-            params = request_params(row, cfg.responses_create_params, resource)
+            params = request_params(materialize(row, cfg.responses_create_params, "doctor"), resource)
             max_out = params.get("max_output_tokens")
             max_out = max_out if isinstance(max_out, int) else None
             if usable is None:

@@ -1,10 +1,13 @@
 """Merge the outputs of several shards into one run's files, checking that nothing is lost.
 
 What each shard expected is in its ``<stem>_materialized_inputs.jsonl``; what it produced is its
-rows file and its ``<stem>_failures.jsonl``. The merge refuses (and writes nothing) when shards
-overlap, a (task, rollout) has two rows, a row was not expected, an expected rollout has neither a
-row nor a failure, or task indices are missing from every shard (a shard that never ran). Rollouts
-that failed in their shard are carried into the merged failures file, like a single run's.
+rows file and its ``<stem>_failures.jsonl``; what it was cut from is its run manifest
+``<stem>_run.json``. The merge refuses (and writes nothing) when shards overlap, a (task, rollout)
+has two rows, a row was not expected, an expected rollout has neither a row nor a failure, or the
+manifests disagree: another input or served model, other settings than the shard index, different
+``num_shards``, or shard indices not covering ``0..num_shards-1`` exactly once (a shard that never
+ran, or one given twice). Rollouts that failed in their shard are carried into the merged failures
+file, like a single run's.
 
 Memory is O(rollouts) small tuples, not O(bytes): a first pass indexes (task, rollout) -> byte
 range of each line; the rows are then copied in (task, rollout) order straight from the shards.
@@ -20,10 +23,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import orjson
-import yaml
 
+from gym_rollouts.engine.manifest import differences, read_manifest
 from gym_rollouts.engine.metrics import Aggregator
 from gym_rollouts.engine.outputs import OutputPaths
+from gym_rollouts.errors import ConfigError
 from gym_rollouts.records import ROLLOUT_INDEX, TASK_INDEX
 from gym_rollouts.sweep.merge_metrics import merged_run, shard_models
 
@@ -177,36 +181,42 @@ def _check_coverage(plan: MergePlan) -> None:
     if missing:
         plan.problems.append(f"{len(missing)} expected rollout(s) have neither a row nor a failure record "
                              f"(task/rollout): {_listed(missing)}; was a shard interrupted? resume it first")
-    tasks = {t for t, _ in plan.expected}
-    if tasks:
-        gaps = sorted(set(range(max(tasks) + 1)) - tasks)
-        skipped = len(plan.skipped_inputs)
-        if len(gaps) > skipped:
-            shown = ", ".join(map(str, gaps[:MAX_LISTED])) + (" ..." if len(gaps) > MAX_LISTED else "")
-            plan.problems.append(f"task indices {shown} are in no shard ({len(gaps)} missing, {skipped} skipped "
-                                 "as bad input): is a shard missing from the merge?")
 
 
-def _shard_setting(paths: OutputPaths) -> tuple[int, int] | None:
-    """(shard_index, num_shards) from the Hydra job config beside a default-layout output."""
-    cfg_path = paths.rows.parent / ".hydra" / "config.yaml"
-    try:
-        cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
-        return int(cfg.get("shard_index", 0)), int(cfg.get("num_shards", 1))
-    except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError):
-        return None
+def _manifests(plan: MergePlan) -> list[dict[str, Any]] | None:
+    """Each shard's run manifest, or None (with the problems noted) when one cannot be read."""
+    found: list[dict[str, Any]] = []
+    for paths in plan.shards:
+        try:
+            found.append(read_manifest(paths.manifest))
+        except ConfigError as exc:
+            plan.problems.append(f"{paths.rows}: no usable run manifest, so it cannot be checked against the "
+                                 f"other shards ({exc})")
+    return found if len(found) == len(plan.shards) else None
 
 
 def _check_shard_settings(plan: MergePlan) -> None:
-    settings = [_shard_setting(p) for p in plan.shards]
-    if not settings or any(s is None for s in settings):
-        return  # not every shard has its Hydra job config beside it: the index checks must do
-    counts = {n for _, n in settings}  # type: ignore[misc]
-    indices = sorted(i for i, _ in settings)  # type: ignore[misc]
+    """From the shards' ``<stem>_run.json``: one input, one served model, one set of settings but the
+    shard index, one ``num_shards``, and indices covering ``0..num_shards-1`` exactly once."""
+    manifests = _manifests(plan)
+    if not manifests:
+        return
+    first, first_rows = manifests[0], plan.shards[0].rows
+    for paths, other in zip(plan.shards[1:], manifests[1:]):
+        found = [d for d in differences(first, other) if not d.startswith("shard.index:")]
+        if first.get("served_model") != other.get("served_model"):
+            found.append(f"served_model: {first.get('served_model')!r} -> {other.get('served_model')!r}")
+        if found:
+            plan.problems.append(f"{paths.rows} is not a shard of the same run as {first_rows}: "
+                                 + "; ".join(found))
+    counts = sorted({m["settings"]["shard"]["count"] for m in manifests})
+    indices = sorted(m["settings"]["shard"]["index"] for m in manifests)
     if len(counts) > 1:
-        plan.problems.append(f"the shards were cut with different num_shards: {sorted(counts)}")
-    elif indices != list(range(next(iter(counts)))):
-        plan.problems.append(f"shard indices {indices} do not cover 0..{next(iter(counts)) - 1} exactly once")
+        plan.problems.append(f"the shards were cut with different num_shards: {counts}")
+    elif indices != list(range(counts[0])):
+        absent = sorted(set(range(counts[0])) - set(indices))
+        why = f" (the tasks of shard(s) {absent} are in no shard: is a shard missing from the merge?)" if absent else ""
+        plan.problems.append(f"shard indices {indices} do not cover 0..{counts[0] - 1} exactly once{why}")
 
 
 def _copy_sorted(refs: dict[Key, Ref], sources: list[Path], out: Path) -> int:
@@ -266,6 +276,7 @@ def write_merge(plan: MergePlan, output: OutputPaths) -> list[dict[str, Any]]:
     shard_docs = [_shard_metrics(s) for s in plan.shards]
     run = merged_run(expected=len(plan.expected), rollouts=len(plan.rows), failures=len(plan.failed_final),
                      failed_attempts=plan.failed_attempts, skipped_inputs=len(plan.skipped_inputs),
+                     mean_reward=plan.aggregator.mean("reward"),
                      shard_docs=shard_docs, shard_rows=[str(s.rows.resolve()) for s in plan.shards])
     run["model"] = shard_models(shard_docs)
     entries = plan.aggregator.result(run=run, servers=[])

@@ -19,8 +19,9 @@ def _sum(figures: list[Mapping[str, Any]], key: str) -> float:
 
 
 def merged_run(*, expected: int, rollouts: int, failures: int, failed_attempts: int, skipped_inputs: int,
-               shard_docs: list[Any], shard_rows: list[str]) -> dict[str, Any]:
-    """The merged ``run`` dict: counts from the merge itself, time and rates from the shards."""
+               mean_reward: float | None, shard_docs: list[Any], shard_rows: list[str]) -> dict[str, Any]:
+    """The merged ``run`` dict (the engine's ``run`` keys): counts and the mean reward from the merge
+    itself, time and rates from the shards."""
     figures = [key_figures(doc) for doc in shard_docs]
     return {
         "total": expected,
@@ -28,8 +29,11 @@ def merged_run(*, expected: int, rollouts: int, failures: int, failed_attempts: 
         "rollouts_this_run": rollouts,
         "resumed_rows": 0,
         "failures": failures,
-        "failed_attempts": failed_attempts,
+        "failed_attempts_this_run": failed_attempts,  # every shard's failure rows (of all its runs)
         "skipped_inputs": skipped_inputs,
+        "mean_reward": mean_reward,
+        # the engine's run-level rate (rollouts completed by that run / its wall time, from each
+        # shard's run section), summed: the fleet's combined rate while the shards ran side by side
         "rollouts_per_s": round(_sum(figures, "rollouts_per_s"), 2),
         "output_tokens_per_s": round(_sum(figures, "output_tokens_per_s"), 1),
         "elapsed_s": round(max((float(f.get("elapsed_s") or 0.0) for f in figures), default=0.0), 3),

@@ -44,9 +44,6 @@ class Shard:
             return 0
         return (num_tasks - 1 - self.index) // self.count + 1
 
-    def describe(self) -> str:
-        return f"shard {self.index} of {self.count}"
-
 
 def shard_of(cfg: object) -> Shard:
     """The shard of a typed config (anything with ``shard_index`` and ``num_shards``)."""

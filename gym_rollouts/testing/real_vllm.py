@@ -300,14 +300,17 @@ def launch_vllm(
 ) -> VLLMServer:
     """Start the server process and return at once; ``wait_healthy()`` waits for it.
 
-    Same arguments as ``start_vllm`` (less ``startup_timeout``). Lets a caller start several
-    servers side by side: their start-up is mostly single-threaded Python imports."""
+    ``tool_parser`` adds ``--enable-auto-tool-choice --tool-call-parser NAME`` (None: neither flag,
+    so requests with tools and ``tool_choice: auto`` are refused). ``reasoning_parser`` adds
+    ``--reasoning-parser NAME``. ``env`` is added to the inherited environment and SERVER_ENV.
+    ``port=None`` picks a free port. The server log goes to ``log_path`` (default: a temp file).
+    Lets a caller start several servers side by side: their start-up is mostly single-threaded
+    Python imports."""
+    missing = tier_missing(python, model_dir)
+    if missing:
+        raise VLLMStartError(missing)
     py = resolve(python)
     model = resolve(model_dir)
-    if not py.exists():
-        raise VLLMStartError(f"no vLLM interpreter at {py} (run: bash scripts/setup_real_vllm.sh)")
-    if not (model / "config.json").is_file():
-        raise VLLMStartError(f"no model at {model} (run: bash scripts/setup_real_vllm.sh)")
     if port and port_in_use(port, host):
         raise VLLMStartError(f"port {port} on {host} is already in use")
     port = port or free_port(host)
@@ -339,31 +342,10 @@ def launch_vllm(
 
 
 def start_vllm(
-    model_dir: str | os.PathLike[str] = DEFAULT_MODEL_DIR,
-    *,
-    port: int | None = None,
-    host: str = "127.0.0.1",
-    served_name: str = "tiny",
-    tool_parser: str | None = "hermes",
-    reasoning_parser: str | None = None,
-    max_model_len: int = 2048,
-    extra_args: Sequence[str] = (),
-    python: str | os.PathLike[str] = DEFAULT_PYTHON,
-    startup_timeout: float = 300.0,
-    log_path: str | os.PathLike[str] | None = None,
-    env: Mapping[str, str] | None = None,
+    model_dir: str | os.PathLike[str] = DEFAULT_MODEL_DIR, *, startup_timeout: float = 300.0, **kw: Any
 ) -> VLLMServer:
-    """Start one vLLM server and return it once ``/health`` answers 200.
+    """Start one vLLM server (``launch_vllm``'s arguments) and return it once ``/health`` answers 200.
 
-    ``tool_parser`` adds ``--enable-auto-tool-choice --tool-call-parser NAME`` (None: neither flag,
-    so requests with tools and ``tool_choice: auto`` are refused). ``reasoning_parser`` adds
-    ``--reasoning-parser NAME``. ``env`` is added to the inherited environment and SERVER_ENV.
-    ``port=None`` picks a free port. The server log goes to ``log_path`` (default: a temp file).
     Raises VLLMStartError (with the server log tail) if the process exits or is not healthy
     within ``startup_timeout`` seconds; the process is stopped in that case."""
-    server = launch_vllm(
-        model_dir, port=port, host=host, served_name=served_name, tool_parser=tool_parser,
-        reasoning_parser=reasoning_parser, max_model_len=max_model_len, extra_args=extra_args,
-        python=python, log_path=log_path, env=env,
-    )
-    return server.wait_healthy(startup_timeout)
+    return launch_vllm(model_dir, **kw).wait_healthy(startup_timeout)

@@ -217,3 +217,29 @@ async def test_completions_mode_with_tools(start_server):
     finding = only(report, "tools")
     assert finding.status is Status.FAIL and "use_completions_api=false" in (finding.fix or "")
     assert srv.stats()["requests"].get("completions") == 1 and "chat" not in srv.stats()["requests"]
+
+
+async def test_models_refused_for_a_missing_api_key_says_set_the_key():
+    from aiohttp import web
+
+    async def health(_request: web.Request) -> web.Response:
+        return web.Response(text="")
+
+    async def models(_request: web.Request) -> web.Response:
+        return web.json_response({"error": "Unauthorized"}, status=401)
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/models", models)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        url = f"http://127.0.0.1:{port}/v1"
+        report = await doctor_on(url)
+    finally:
+        await runner.cleanup()
+    finding = only(report, "base_url", url)
+    assert finding.status is Status.FAIL and "HTTP 401" in finding.evidence
+    assert "policy_api_key" in (finding.fix or "")

@@ -6,11 +6,11 @@ import pytest
 
 from doctor_helpers import doctor_config
 from gym_rollouts.doctor import Finding, Report, Status
-from gym_rollouts.doctor.check_fleet import _row_verdict, check_concurrency
+from gym_rollouts.doctor.check_fleet import _row_verdict, check_concurrency, check_throughput
 from gym_rollouts.doctor.check_server import check_reachability
 from gym_rollouts.doctor.facts import Exchange, FleetFacts, SampleRow, ServerFacts, probe_model
 from gym_rollouts.doctor.findings import worst
-from gym_rollouts.doctor.metrics import parse_metrics
+from gym_rollouts.router.vllm_metrics import parse_metrics
 
 URL = "http://gpu-7:8000/v1"
 
@@ -96,6 +96,15 @@ def test_parse_metrics():
     assert m.prefix_caching is False
     assert parse_metrics("vllm:gpu_cache_usage_perc 0.25\n").kv_cache_usage == 0.25  # older name
     assert parse_metrics("").prefix_caching is None
+
+
+def test_kv_cache_usage_is_the_fullest_engine_not_the_sum():
+    two_engines = ('vllm:kv_cache_usage_perc{engine="0",model_name="tiny"} 0.5\n'
+                   'vllm:kv_cache_usage_perc{engine="1",model_name="tiny"} 0.5\n')
+    m = parse_metrics(two_engines)
+    assert m.kv_cache_usage == 0.5
+    finding = check_throughput(ServerFacts(URL, base_url=URL, metrics=Exchange(URL, 200, two_engines)))
+    assert finding.status is Status.PASS and "KV cache 50%" in finding.evidence  # summed, it read 100%: WARN
 
 
 def test_report_exit_code_order_and_json():

@@ -20,9 +20,10 @@ def _write(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def _shard(tmp_path, name, tasks, repeats=2, done=None, failed=(), skipped_lines=(), shard=None, metrics=None):
+def _shard(tmp_path, name, tasks, repeats=2, done=None, failed=(), skipped_lines=(), shard=(0, 1), metrics=None,
+           sha256="ab12", served_model="m", limit=None):
     """A shard output: every (task, rollout) materialized; rows for ``done`` (default all) in
-    reverse completion order; failure rows for ``failed``."""
+    reverse completion order; failure rows for ``failed``; its run manifest (``shard`` = index, count)."""
     folder = tmp_path / name
     folder.mkdir(parents=True)
     paths = OutputPaths(folder / "rollouts.jsonl")
@@ -41,9 +42,10 @@ def _shard(tmp_path, name, tasks, repeats=2, done=None, failed=(), skipped_lines
         {"agent_ref": {"name": "a"}, "agent_metrics": {"count": len(done)},
          "run": {"rollouts": len(done), "failures": 0, "rollouts_per_s": 2.0, "output_tokens_per_s": 10.0,
                  "elapsed_s": 1.5, "model": "m"}}]))
-    if shard is not None:
-        (folder / ".hydra").mkdir()
-        (folder / ".hydra" / "config.yaml").write_text(f"shard_index: {shard[0]}\nnum_shards: {shard[1]}\n")
+    paths.manifest.write_text(json.dumps({
+        "format": 1, "input": {"path": "in.jsonl", "sha256": sha256, "rows": 10},
+        "settings": {"limit": limit, "num_repeats": repeats, "shard": {"index": shard[0], "count": shard[1]}},
+        "served_model": served_model}))
     return paths
 
 
@@ -65,6 +67,7 @@ def test_merge_sorts_by_task_and_rollout_and_recomputes_metrics(tmp_path):
     assert entry["agent_metrics"]["pass@1/reward"] == 50.0 and entry["agent_metrics"]["pass@2/reward"] == 100.0
     assert entry["run"]["rollouts_per_s"] == 3.0 and entry["run"]["elapsed_s"] == 3.0  # sum / longest
     assert entry["run"]["model"] == "m" and len(entry["run"]["merged_from"]) == 2
+    assert entry["run"]["mean_reward"] == 0.5 and entry["run"]["failed_attempts_this_run"] == 0
     assert json.loads(out.aggregate_metrics.read_text()) == entries
     assert not out.manifest.exists()
 
@@ -75,6 +78,7 @@ def test_failed_rollouts_are_carried_and_counted(tmp_path):
     assert merge_main([str(tmp_path / "s0"), "-o", str(out)]) == 3
     metrics = json.loads(OutputPaths(out).aggregate_metrics.read_text())
     assert metrics[0]["run"]["failures"] == 1 and metrics[0]["agent_metrics"]["failures"] == 1
+    assert metrics[0]["run"]["failed_attempts_this_run"] == 2  # the key a single run's metrics use
     assert len(OutputPaths(out).failures.read_text().splitlines()) == 2
 
 
@@ -85,6 +89,12 @@ def test_failed_rollouts_are_carried_and_counted(tmp_path):
     ("missing", "neither a row nor a failure record"),
     ("missing_shard", "are in no shard"),
     ("shard_settings", "do not cover 0..2"),
+    ("twice", r"shard indices \[0, 0, 1, 2\] do not cover"),
+    ("num_shards", "different num_shards"),
+    ("other_input", "not a shard of the same run.*the input rows changed"),
+    ("other_model", "not a shard of the same run.*served_model: 'm' -> 'other'"),
+    ("other_settings", "not a shard of the same run.*limit: None -> 5"),
+    ("no_manifest", "no usable run manifest"),
 ])
 def test_shards_that_do_not_add_up_are_refused(tmp_path, case, message):
     a = _shard(tmp_path, "s0", [0, 3], shard=(0, 3))
@@ -101,9 +111,21 @@ def test_shards_that_do_not_add_up_are_refused(tmp_path, case, message):
     elif case == "missing":
         _write(b.rows, [_row(1, 0)])
     elif case == "missing_shard":
-        inputs = [a, _shard(tmp_path, "s2b", [2])]
+        inputs = [a, _shard(tmp_path, "s2b", [2], shard=(2, 3))]
     elif case == "shard_settings":
         inputs = [a, b]
+    elif case == "twice":
+        inputs.append(_shard(tmp_path, "s0b", [5], shard=(0, 3)))
+    elif case == "num_shards":
+        inputs[2] = _shard(tmp_path, "s2b", [2], shard=(2, 4))
+    elif case == "other_input":
+        inputs[2] = _shard(tmp_path, "s2b", [2], shard=(2, 3), sha256="cd34")
+    elif case == "other_model":
+        inputs[2] = _shard(tmp_path, "s2b", [2], shard=(2, 3), served_model="other")
+    elif case == "other_settings":
+        inputs[2] = _shard(tmp_path, "s2b", [2], shard=(2, 3), limit=5)
+    elif case == "no_manifest":
+        b.manifest.unlink()
     out = OutputPaths(tmp_path / "out" / "all.jsonl")
     with pytest.raises(MergeError, match=message):
         write_merge(plan_merge(inputs), out)
@@ -114,6 +136,15 @@ def test_gaps_explained_by_skipped_bad_rows_are_accepted(tmp_path):
     _shard(tmp_path, "s0", [0, 2], skipped_lines=[2])  # task 1 was a bad input line
     plan = plan_merge(discover([tmp_path]))
     assert plan.problems == []
+
+
+def test_non_contiguous_task_indices_of_complete_shards_are_accepted(tmp_path):
+    # inputs may carry their own _ng_task_index (e.g. a subset of a bigger set): no gap is a missing shard
+    _shard(tmp_path, "s0", [10, 30], shard=(0, 2))
+    _shard(tmp_path, "s1", [20, 40], shard=(1, 2))
+    plan = plan_merge(discover([tmp_path]))
+    assert plan.problems == []
+    assert sorted({t for t, _ in plan.expected}) == [10, 20, 30, 40]
 
 
 def test_cli_refuses_an_existing_output_and_empty_inputs(tmp_path, capsys):

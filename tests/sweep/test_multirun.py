@@ -4,7 +4,7 @@ the joblib and submitit_local launchers, and an experiment recipe (real subproce
 import csv
 import json
 
-from conftest import jsonl, keys, run_cli
+from sweep_helpers import jsonl, keys, run_cli
 
 from gym_rollouts.engine.outputs import OutputPaths
 

@@ -7,7 +7,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
-from conftest import run_cli
+from sweep_helpers import run_cli
 from gym_rollouts.config.compose import compose_plain, conf_dir
 from gym_rollouts.config.schema import build_collect_config
 
