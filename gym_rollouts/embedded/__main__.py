@@ -18,7 +18,7 @@ from .config import EmbeddedConfig, config_from_argv
 from .server import EmbeddedServer
 
 
-async def _watch_parent(parent_pid: int, stop: asyncio.Event, every_s: float = 0.5) -> None:
+async def watch_parent(parent_pid: int, stop: asyncio.Event, every_s: float = 0.5) -> None:
     while not stop.is_set():
         if os.getppid() != parent_pid:  # re-parented: the launcher died without stopping us
             stop.set()
@@ -34,7 +34,7 @@ async def serve(cfg: EmbeddedConfig, parent_pid: int | None = None) -> None:
     async with EmbeddedServer(cfg) as srv:
         sys.stdout.write(f"READY {srv.base_url}\n")
         sys.stdout.flush()
-        watcher = asyncio.create_task(_watch_parent(parent_pid, stop)) if parent_pid else None
+        watcher = asyncio.create_task(watch_parent(parent_pid, stop)) if parent_pid else None
         await stop.wait()
         if watcher is not None:
             watcher.cancel()

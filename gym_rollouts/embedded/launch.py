@@ -1,9 +1,13 @@
-"""Run the embedded server as a child process (killable, restartable on the same port).
+"""Run an embedded server as a child process (killable, restartable on the same port).
 
 `embedded_subprocess(...)` (sync) and `launch_embedded(...)` (async) start
 `python -m gym_rollouts.embedded ...`, wait for its `READY <url>` line and yield a handle with
 `.base_url`, `.port`, `.pid`, `.kill()` (SIGKILL), `.terminate()` (SIGTERM) and `.restart()`
 (start again on the same port). The child is always reaped on exit.
+
+The handle is generic: `ServerProcess(argv, module=...)` runs any `python -m <module>` that
+prints `READY <url>` once listening and accepts `--port` and `--parent-pid` (the embedded
+resources server uses it too); `running(proc)` / `running_async(proc)` are the context managers.
 """
 
 from __future__ import annotations
@@ -44,12 +48,14 @@ def _argv(cfg: ConfigLike) -> list[str]:
     return [str(a) for a in cfg]
 
 
-class EmbeddedProcess:
-    """Blocking handle on one embedded-server child process (see module doc)."""
+class ServerProcess:
+    """Blocking handle on one `python -m <module> ARGV` child process (see module doc)."""
 
-    def __init__(self, cfg: ConfigLike = None, *, python: str = sys.executable,
-                 startup_timeout: float = 30.0) -> None:
-        self.argv = _argv(cfg)
+    def __init__(self, argv: Sequence[str] = (), *, module: str, label: str = "server",
+                 python: str = sys.executable, startup_timeout: float = 30.0) -> None:
+        self.argv = [str(a) for a in argv]
+        self.module = module
+        self.label = label
         self.python = python
         self.startup_timeout = startup_timeout
         self.base_url: str = ""
@@ -65,8 +71,12 @@ class EmbeddedProcess:
         return self._proc.pid
 
     @property
+    def url(self) -> str:
+        return self.base_url
+
+    @property
     def root_url(self) -> str:
-        return self.base_url[: -len("/v1")]
+        return self.base_url.removesuffix("/v1")
 
     @property
     def alive(self) -> bool:
@@ -105,7 +115,7 @@ class EmbeddedProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
         proc = subprocess.Popen(
-            [self.python, "-m", "gym_rollouts.embedded", *argv, "--parent-pid", str(os.getpid())],
+            [self.python, "-m", self.module, *argv, "--parent-pid", str(os.getpid())],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log, env=env,
             # own process group: a terminal's Ctrl-C reaches only the parent, which drains its
             # in-flight requests against this server before stopping it
@@ -127,7 +137,7 @@ class EmbeddedProcess:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise EmbeddedStartError(
-                    f"embedded server gave no READY line within {self.startup_timeout}s; "
+                    f"{self.label} gave no READY line within {self.startup_timeout}s; "
                     f"stderr:\n{self.stderr_tail()}")
             ready, _, _ = select.select([fd], [], [], min(left, 0.5))
             if ready:
@@ -135,12 +145,12 @@ class EmbeddedProcess:
                 if not chunk:
                     proc.wait(timeout=5)
                     raise EmbeddedStartError(
-                        f"embedded server exited with code {proc.returncode} before READY; "
+                        f"{self.label} exited with code {proc.returncode} before READY; "
                         f"stderr:\n{self.stderr_tail()}")
                 buf += chunk
         line = buf.split(b"\n", 1)[0].decode()
         if not line.startswith(_READY):
-            raise EmbeddedStartError(f"unexpected first line from embedded server: {line!r}")
+            raise EmbeddedStartError(f"unexpected first line from {self.label}: {line!r}")
         return line
 
     def _reap(self, *, kill: bool, timeout: float = 10.0) -> None:
@@ -175,12 +185,22 @@ class EmbeddedProcess:
         self._log.close()
 
 
-class AsyncEmbeddedProcess:
-    """The async face of `EmbeddedProcess`: kill/terminate/restart are coroutines."""
+class EmbeddedProcess(ServerProcess):
+    """Blocking handle on one embedded-server child process (see module doc)."""
 
-    def __init__(self, inner: EmbeddedProcess) -> None:
+    def __init__(self, cfg: ConfigLike = None, *, python: str = sys.executable,
+                 startup_timeout: float = 30.0) -> None:
+        super().__init__(_argv(cfg), module="gym_rollouts.embedded", label="embedded server",
+                         python=python, startup_timeout=startup_timeout)
+
+
+class AsyncServerProcess:
+    """The async face of `ServerProcess`: kill/terminate/restart are coroutines."""
+
+    def __init__(self, inner: ServerProcess) -> None:
         self.inner = inner
 
+    url = property(lambda self: self.inner.url)
     base_url = property(lambda self: self.inner.base_url)
     root_url = property(lambda self: self.inner.root_url)
     port = property(lambda self: self.inner.port)
@@ -201,11 +221,12 @@ class AsyncEmbeddedProcess:
         await asyncio.to_thread(self.inner.restart)
 
 
+AsyncEmbeddedProcess = AsyncServerProcess  # the name callers of launch_embedded know
+
+
 @contextlib.contextmanager
-def embedded_subprocess(cfg_or_args: ConfigLike = None, *, python: str = sys.executable,
-                        startup_timeout: float = 30.0) -> Iterator[EmbeddedProcess]:
-    """`with embedded_subprocess(EmbeddedConfig(...)) as proc:` -> a running child."""
-    proc = EmbeddedProcess(cfg_or_args, python=python, startup_timeout=startup_timeout)
+def running(proc: ServerProcess) -> Iterator[ServerProcess]:
+    """`with running(ServerProcess(...)) as proc:` -> started now, stopped and reaped on exit."""
     try:
         proc.start()
         yield proc
@@ -214,12 +235,27 @@ def embedded_subprocess(cfg_or_args: ConfigLike = None, *, python: str = sys.exe
 
 
 @contextlib.asynccontextmanager
-async def launch_embedded(cfg_or_args: ConfigLike = None, *, python: str = sys.executable,
-                          startup_timeout: float = 30.0) -> AsyncIterator[AsyncEmbeddedProcess]:
-    """`async with launch_embedded(cfg) as proc:` -> a running child (see module doc)."""
-    proc = EmbeddedProcess(cfg_or_args, python=python, startup_timeout=startup_timeout)
+async def running_async(proc: ServerProcess) -> AsyncIterator[AsyncServerProcess]:
+    """The async `running`: yields the `AsyncServerProcess` face of `proc`."""
     try:
         await asyncio.to_thread(proc.start)
-        yield AsyncEmbeddedProcess(proc)
+        yield AsyncServerProcess(proc)
     finally:
         await asyncio.to_thread(proc.close)
+
+
+@contextlib.contextmanager
+def embedded_subprocess(cfg_or_args: ConfigLike = None, *, python: str = sys.executable,
+                        startup_timeout: float = 30.0) -> Iterator[EmbeddedProcess]:
+    """`with embedded_subprocess(EmbeddedConfig(...)) as proc:` -> a running child."""
+    with running(EmbeddedProcess(cfg_or_args, python=python, startup_timeout=startup_timeout)) as proc:
+        yield proc  # type: ignore[misc]
+
+
+@contextlib.asynccontextmanager
+async def launch_embedded(cfg_or_args: ConfigLike = None, *, python: str = sys.executable,
+                          startup_timeout: float = 30.0) -> AsyncIterator[AsyncServerProcess]:
+    """`async with launch_embedded(cfg) as proc:` -> a running child (see module doc)."""
+    proc = EmbeddedProcess(cfg_or_args, python=python, startup_timeout=startup_timeout)
+    async with running_async(proc) as handle:
+        yield handle
