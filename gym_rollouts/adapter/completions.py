@@ -1,9 +1,10 @@
 """Completions mode (``use_completions_api: true``): single-turn prompts on ``/v1/completions``.
 
-Only ``[user]`` or ``[system, user]`` conversations are allowed (``instructions`` count as the
-system message); the prompt is their texts joined by a blank line, sent as is (no chat template).
-Tools, assistant turns and tool outputs are refused with an error that names the chat API as the
-way out. The body follows the same precedence rules as chat (request.py); token capture asks for
+Only ``[user]`` or ``[system, user]`` conversations of text are allowed (``instructions`` count
+as the system message); the prompt is their texts joined by a blank line, sent as is (no chat
+template). Tools, images, audio, assistant turns and tool outputs are refused with an error that
+names the chat API as the way out (``request.completions_problems``: what a row scan can see).
+The body follows the same precedence rules as chat (request.py); token capture asks for
 ``logprobs: 0`` (the sampled token only), ``return_tokens_as_token_ids`` and ``return_token_ids``.
 Note that vLLM's completions endpoint defaults ``max_tokens`` to 16: set ``max_output_tokens``.
 """
@@ -12,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from gym_rollouts.adapter.messages import RequestConversionError, responses_to_chat_messages
+from gym_rollouts.adapter.messages import RequestConversionError, raise_problems, responses_to_chat_messages
 from gym_rollouts.adapter.reply import ModelTurn, first_choice, generation_turn, text_to_items
-from gym_rollouts.adapter.request import mapped_fields, require_single_choice, shape_body
+from gym_rollouts.adapter.request import completions_problems, mapped_fields, require_single_choice, shape_body
 from gym_rollouts.config.schema import ModelConfig
 from gym_rollouts.errors import ProtocolError
 
@@ -23,10 +24,7 @@ _CHAT_ONLY = ("tools", "tool_choice", "parallel_tool_calls", "reasoning_effort",
 
 
 def completion_prompt(params: Mapping[str, Any], cfg: ModelConfig) -> str:
-    if params.get("tools"):
-        raise RequestConversionError(
-            "completions mode (use_completions_api=true) does not support tools; use the chat API "
-            "(use_completions_api=false) for tool use")
+    raise_problems(completions_problems(params))
     messages = responses_to_chat_messages(params, cfg)
     roles = [m["role"] for m in messages]
     if roles not in (["user"], ["system", "user"]):

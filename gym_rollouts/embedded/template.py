@@ -2,6 +2,11 @@
 
 Rendering rules (the contract the prefix property rests on):
 - each message: `<|im_start|>{role}\\n{content}<|im_end|>\\n`;
+- a content list renders its parts in order joined by `\\n` (vLLM's join for text parts): text
+  (and refusal) parts as their text, each image part (`image_url`, `input_image`) as ONE
+  `<|image|>` token and each audio part (`audio_url`, `input_audio`) as ONE `<|audio|>` token,
+  where a real multimodal model's processor would expand its placeholder into the media's
+  embedding tokens; the media itself is not fetched or decoded;
 - tools go into the system prompt (a default system message is created when there is none);
 - an assistant message renders `<think>{reasoning}</think>\\n\\n{content without leading
   newlines}` when it carries `reasoning` / `reasoning_content`, else its content verbatim;
@@ -20,6 +25,8 @@ import json
 from typing import Any, Sequence
 
 import orjson
+
+from .tokenizer import AUDIO_TOKEN, IMAGE_TOKEN
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
 GENERATION_PROMPT = "<|im_start|>assistant\n"
@@ -44,8 +51,29 @@ class TemplateError(ValueError):
     """A message list the template cannot render (reported to the client as a 400)."""
 
 
+def _media_token(part: dict) -> str | None:
+    """The placeholder of an image / audio part (None: not a media part); a part without a
+    usable URL / data is a TemplateError, as vLLM refuses media it cannot load."""
+    ptype = part.get("type")
+    if ptype in ("image_url", "audio_url"):
+        ref = part.get(ptype)
+        url = ref.get("url") if isinstance(ref, dict) else ref
+        token = IMAGE_TOKEN if ptype == "image_url" else AUDIO_TOKEN
+    elif ptype == "input_image":
+        url, token = part.get("image_url"), IMAGE_TOKEN
+    elif ptype == "input_audio":
+        audio = part.get("input_audio")
+        url, token = (audio.get("data") if isinstance(audio, dict) else None), AUDIO_TOKEN
+    else:
+        return None
+    if not isinstance(url, str) or not url:
+        raise TemplateError(f"the {ptype} part has no url / data to load: {part!r}"[:200])
+    return token
+
+
 def content_text(content: Any) -> str:
-    """A message's `content` as text: strings as is, text parts joined by newlines."""
+    """A message's `content` as text: strings as is, parts joined by newlines (media parts as
+    their placeholder token)."""
     if content is None:
         return ""
     if isinstance(content, str):
@@ -59,6 +87,8 @@ def content_text(content: Any) -> str:
                 texts.append(part["text"])
             elif isinstance(part, dict) and isinstance(part.get("refusal"), str):
                 texts.append(part["refusal"])
+            elif isinstance(part, dict) and (token := _media_token(part)) is not None:
+                texts.append(token)
             else:
                 raise TemplateError(f"unsupported content part: {part!r}"[:200])
         return "\n".join(texts)

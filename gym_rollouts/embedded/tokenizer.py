@@ -1,6 +1,7 @@
 """The embedded model's tokenizer: byte-level, deterministic, prefix-stable.
 
-Ids 0..255 are the UTF-8 bytes; the special tokens below take ids 256 and up. Text is split on
+Ids 0..255 are the UTF-8 bytes; the special tokens below take ids 256 and up (the media
+placeholders `<|image|>` / `<|audio|>` come last, so the older ids are unchanged). Text is split on
 special-token strings first, then each plain piece becomes its bytes. Because there are no
 merges, encode(a + b) == encode(a) + encode(b) whenever no special-token string straddles the
 boundary: the property the chat-template prefix guarantee rests on.
@@ -21,12 +22,16 @@ SPECIAL_TOKENS: tuple[str, ...] = (
     "</think>",
     "<tool_response>",
     "</tool_response>",
+    "<|image|>",  # one per image part of a chat message (see template.py)
+    "<|audio|>",  # one per audio part
 )
 FIRST_SPECIAL_ID = 256
 SPECIAL_IDS: dict[str, int] = {s: FIRST_SPECIAL_ID + i for i, s in enumerate(SPECIAL_TOKENS)}
 ENDOFTEXT_ID = SPECIAL_IDS["<|endoftext|>"]
 IM_START_ID = SPECIAL_IDS["<|im_start|>"]
 EOS_ID = SPECIAL_IDS["<|im_end|>"]
+IMAGE_TOKEN = "<|image|>"
+AUDIO_TOKEN = "<|audio|>"
 VOCAB_SIZE = FIRST_SPECIAL_ID + len(SPECIAL_TOKENS)
 
 # One compiled splitter; the capturing group keeps the specials in the split output.

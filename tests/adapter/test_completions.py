@@ -8,6 +8,7 @@ import pytest
 
 from gym_rollouts.adapter.completions import build_completions_body
 from gym_rollouts.adapter.messages import RequestConversionError
+from gym_rollouts.adapter.request import request_problems
 from gym_rollouts.config.schema import ModelConfig
 
 BASE = ModelConfig(use_completions_api=True)
@@ -35,6 +36,13 @@ REFUSED = [
     ("tool output", {"input": [{"role": "user", "content": "a"}, {"type": "function_call_output", "call_id": "c",
                                                                    "output": "x"}]}, "chat API"),
     ("system only", {"input": [{"role": "system", "content": "a"}]}, "[user] or [system, user]"),
+    ("an image", {"input": [{"role": "user", "content": [{"type": "input_text", "text": "q"},
+                                                         {"type": "input_image", "image_url": "data:image/png;base64,AA"}]}]},
+     "cannot carry images or audio (input_image); use the chat API (use_completions_api=false)"),
+    ("input_audio", {"input": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "AA", "format": "wav"}}]}]},
+     "cannot carry images or audio (input_audio)"),
+    ("the metadata audio side channel", {"input": "q", "metadata": {"audio_data": "data:audio/wav;base64,AA"}},
+     "cannot carry images or audio (metadata audio)"),
 ]
 
 
@@ -43,6 +51,18 @@ def test_refused(params, fragment):
     with pytest.raises(RequestConversionError) as info:
         build_completions_body(params, BASE, "m")
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("params,fragment", [c[1:] for c in REFUSED[:1] + REFUSED[4:]], ids=[c[0] for c in REFUSED[:1] + REFUSED[4:]])
+def test_the_row_scan_sees_completions_refusals(params, fragment):
+    """Tools, images and audio are refused up front by request_problems with a completions config."""
+    assert any(fragment in p for p in request_problems(params, BASE))
+    assert not any("completions mode" in p for p in request_problems(params, ModelConfig()))
+
+
+def test_text_parts_join_with_a_newline_in_the_prompt():
+    params = {"input": [{"role": "user", "content": [{"type": "input_text", "text": "a"}, {"type": "input_text", "text": "b"}]}]}
+    assert build_completions_body(params, BASE, "m")["prompt"] == "a\nb"
 
 
 def test_body_fields_and_precedence():
