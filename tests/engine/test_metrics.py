@@ -56,6 +56,11 @@ def test_aggregate_in_any_completion_order() -> None:
     assert entry["agent_ref"] == {"name": "a"} and entry["servers"] == [{"server": "s"}]
     assert m["count"] == 20 and m["failures"] == 1
     assert m["mean/reward"] == pytest.approx(0.5) and m["min/reward"] == 0.0 and m["max/reward"] == 1.0
+    assert m["median/reward"] == 0.5 and m["median/score"] == 2.0 and m["median/input_tokens"] == 10.0
+    assert {k for k in m if k.startswith("median/")} == {k.replace("mean/", "median/") for k in m
+                                                         if k.startswith("mean/")}
+    assert [g["_ng_task_index"] for g in entry["group_level_metrics"]] == [0, 1, 2, 3, 4]
+    assert entry["group_level_metrics"][1]["mean/score"] == 1.0 and entry["group_level_metrics"][1]["num_rollouts"] == 4
     assert m["mean/score"] == pytest.approx(2.0) and m["std/score"] == pytest.approx(statistics.stdev(
         [t for t in range(5) for _ in range(4)]))
     assert m["total/output_tokens"] == 60 and m["mean/input_tokens"] == 10
