@@ -5,7 +5,9 @@ Exit codes: 0 every rollout succeeded; 2 configuration or input error (nothing s
 (Ctrl-C / SIGTERM: in-flight rollouts get ``shutdown_grace_s``, everything written is kept,
 and the same command with ``resume_from_cache=true`` finishes the run). In a multirun the first
 Ctrl-C stops the whole sweep, and the printed command (``-m``, ``hydra.sweep.dir=<the sweep's
-dir>``, ``resume_from_cache=true``) resumes every job of it.
+dir>``, ``resume_from_cache=true``) resumes every job of it. 141: stdout was closed before the
+summary was printed (the output files are complete; see cli/app.py). With no ``policy_base_url``
+the embedded demo backend runs, and a notice on stderr plus a summary line say so.
 """
 
 from __future__ import annotations
@@ -49,7 +51,20 @@ def resume_command(result: RunResult, argv: list[str], sweep_dir: str | None = N
     return shlex.join(["collect", *args])  # the console script, also when started as python -m
 
 
-def print_summary(result: RunResult, argv: list[str], sweep_dir: str | None = None) -> None:
+EMBEDDED_NOTICE = ("note: no policy_base_url configured: using the embedded demo backend (a scripted toy "
+                   "model on 127.0.0.1, started for this run; not your vLLM fleet). To collect from vLLM: "
+                   "collect policy_base_url=http://<host>:<port>/v1 (a list for several servers) or set it "
+                   "in a config_paths file; check it first with doctor and the same arguments.")
+
+
+def announce_backend(cfg: CollectConfig) -> None:
+    """One line on stderr before the run when the embedded demo backend stands in for vLLM."""
+    if cfg.uses_embedded_backend:
+        print(EMBEDDED_NOTICE, file=sys.stderr, flush=True)
+
+
+def print_summary(result: RunResult, argv: list[str], sweep_dir: str | None = None, *,
+                  embedded: bool = False) -> None:
     s = result.summary
     for repair in result.repairs:
         print(f"  repaired: {repair}")
@@ -69,6 +84,9 @@ def print_summary(result: RunResult, argv: list[str], sweep_dir: str | None = No
     print(f"  this run: {s['rollouts_this_run']} rollouts, {s['rollouts_per_s']} rollouts/s, "
           f"{s['output_tokens_per_s']} generated tokens/s ({s['elapsed_s']} s, "
           f"model {result.fleet.model_name if result.fleet else '?'})")
+    if embedded:
+        print("  backend: the embedded demo backend (a scripted toy model), not vLLM; "
+              "set policy_base_url to collect from your fleet")
     if s["context_length_stops"]:
         print(f"  context-length stops: {s['context_length_stops']} (rows ended 'incomplete')")
     if s["attempt_retries"] or s["request_retries"]:
@@ -78,7 +96,11 @@ def print_summary(result: RunResult, argv: list[str], sweep_dir: str | None = No
     if s["failures"]:
         print(f"  {s['failures']} rollouts FAILED after all attempts: see {result.paths.failures} "
               f"(one row per failed attempt, with the error)")
-    print(f"  metrics: {result.paths.aggregate_metrics}")
+    if result.metrics_written:
+        print(f"  metrics: {result.paths.aggregate_metrics}")
+    else:
+        print("  metrics: not written (disable_aggregation=true): merge or aggregate the shards afterwards "
+              "(merge_rollouts)")
 
 
 def _announce(cfg: CollectConfig):
@@ -105,13 +127,14 @@ def _task(raw: dict[str, Any], hydra_cfg: Any, *, argv: list[str]) -> int:
     output_dir, job_num = job_context(hydra_cfg)  # in a multirun, explicit paths get _job<N>
     raw["output_jsonl_fpath"] = job_output_path(raw.get("output_jsonl_fpath"), output_dir=output_dir, job_num=job_num)
     cfg = build_collect_config(raw)
+    announce_backend(cfg)
     progress = Progress(cfg.progress, line_every_s=cfg.progress_interval_s)
     try:
         result = asyncio.run(_collect(cfg, progress))
     finally:
         progress.close()
     sweep_dir = None if job_num is None else sweep_dir_of(hydra_cfg)
-    print_summary(result, argv, sweep_dir)
+    print_summary(result, argv, sweep_dir, embedded=cfg.uses_embedded_backend)
     if result.interrupted:
         if job_num is not None:  # stop the whole sweep: SystemExit escapes Hydra's per-job capture
             sys.stdout.flush()

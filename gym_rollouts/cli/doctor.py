@@ -34,7 +34,7 @@ def _block(label: str, text: str, width: int = 100) -> list[str]:
 def render_text(report: Report) -> str:
     counts = report.counts()
     servers = len(report.servers)
-    where = "embedded backend" if report.embedded else "policy_base_url"
+    where = "the embedded demo backend" if report.embedded else "policy_base_url"
     model = f", model {report.model!r}" if report.model else ""
     out = [f"doctor: {servers} server{'s' if servers != 1 else ''} from {where}{model}"]
     out += [textwrap.fill(f"note: {n}", 100) for n in report.notes]
@@ -69,7 +69,7 @@ def main() -> None:
     if "--json" in args:
         args = [a for a in args if a != "--json"] + ["doctor.json=true"]
     sys.argv = [sys.argv[0], *args]
-    hydra_app(_task, extra_overrides=QUIET_HYDRA)
+    hydra_app(_task, extra_overrides=(*QUIET_HYDRA, "hydra/help=doctor"))  # --help: conf/hydra/help/doctor.yaml
 
 
 if __name__ == "__main__":

@@ -5,6 +5,10 @@ tokens/s of this run, in-flight rollouts, failed rollouts, retries (re-attempted
 retried model calls) and context-length stops; with several servers also how many are up and
 their in-flight counts (the bar), or one line per server with its outcomes and latency (lines
 mode). Called by the engine's ticker with ``RunStats``.
+
+The rates are ``RunStats.rates()``, the definition the final summary uses (engine/stats.py), so
+the last progress line and the summary print the same rollouts/s and tokens/s; the bar hides
+tqdm's own rate (a smoothed count of finished jobs, failures included, from when the bar appeared).
 """
 
 from __future__ import annotations
@@ -18,9 +22,15 @@ from tqdm import tqdm
 from gym_rollouts.engine.stats import RunStats
 
 
+# tqdm's default right part without its rate (``{rate_fmt}``): the postfix carries ours
+BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+BAR_FORMAT_NO_TOTAL = "{n_fmt} rollouts [{elapsed}{postfix}]"
+
+
 def fields(stats: RunStats) -> dict[str, Any]:
-    elapsed = stats.elapsed()
-    return {"rollouts/s": f"{stats.done / elapsed:.1f}", "tok/s": f"{stats.output_tokens / elapsed:.0f}",
+    rollouts_per_s, tokens_per_s = stats.rates()
+    # strings: tqdm would re-format numbers (3 significant digits), the summary prints them as is
+    return {"rollouts/s": str(rollouts_per_s), "tok/s": str(tokens_per_s),
             "in-flight": stats.in_flight, "failed": stats.failures,
             "retries": stats.attempt_retries + stats.request_retries, "ctx-stops": stats.context_length_stops}
 
@@ -62,7 +72,7 @@ class Progress:
         self._line_every_s = line_every_s
         self._last_line = time.monotonic()
         self._last: RunStats | None = None
-        self._printed_finished = -1
+        self._printed: str | None = None
 
     @property
     def enabled(self) -> bool:
@@ -73,7 +83,8 @@ class Progress:
         if self.mode == "bar":
             if self._bar is None:
                 self._bar = tqdm(total=stats.total, initial=stats.prior_done + stats.prior_failed, unit="rollout",
-                                 dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
+                                 dynamic_ncols=True, file=sys.stderr, smoothing=0.1,
+                                 bar_format=BAR_FORMAT if stats.total else BAR_FORMAT_NO_TOTAL)
             self._bar.n = stats.finished
             postfix = fields(stats)
             if len(stats.servers) > 1:
@@ -87,8 +98,8 @@ class Progress:
                 self._print_line(stats)
 
     def _print_line(self, stats: RunStats) -> None:
-        self._printed_finished = stats.finished
-        lines = [line(stats)]
+        self._printed = line(stats)
+        lines = [self._printed]
         if len(stats.servers) > 1:
             lines += server_lines(stats.servers)
         print("\n".join(lines), file=sys.stderr, flush=True)
@@ -97,5 +108,5 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        elif self.mode == "lines" and self._last is not None and self._last.finished != self._printed_finished:
-            self._print_line(self._last)
+        elif self.mode == "lines" and self._last is not None and line(self._last) != self._printed:
+            self._print_line(self._last)  # the final figures (the engine stopped the clock)

@@ -135,6 +135,7 @@ class ResourceConfig:
     cls: str = "gym_rollouts.resource.arithmetic:ArithmeticResource"
     example_dataset: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    bundled_only: bool = False  # the demo default: runs its bundled dataset, refuses the user's rows
 
 
 @dataclass(frozen=True)
@@ -157,11 +158,15 @@ class CollectConfig:
     input_jsonl_fpath: str | None = None
     output_jsonl_fpath: str | None = None
     limit: int | None = None
-    num_repeats: int = 1
-    num_samples_in_parallel: int = 64
+    num_repeats: Any = 1  # an int, null (= 1, as in NeMo Gym) or {agent name: int, "_default": int}
+    num_samples_in_parallel: int | None = 64  # null: no limit (every rollout at once, as in NeMo Gym)
     resume_from_cache: bool = False
     overwrite: bool = False
     agent_name: str | None = None
+    environments: Mapping[str, Any] = field(default_factory=dict)  # agent name -> environment (resource/routing.py)
+    num_repeats_add_seed: bool = False  # NeMo Gym: seed = rollout index on every model call of a repeated task
+    prompt_config: str | None = None  # NeMo Gym prompt YAML: builds responses_create_params.input from row fields
+    disable_aggregation: bool = False  # skip the aggregate metrics file (shards aggregated later)
     responses_create_params: Mapping[str, Any] = field(default_factory=dict)
     max_attempts: int = 2
     on_bad_input: str = "fail"
@@ -174,6 +179,7 @@ class CollectConfig:
     policy_api_key: str = "EMPTY"
     policy_model_name: str | None = None
     config_paths: tuple[str, ...] = ()
+    head_server: Mapping[str, Any] | None = None  # NeMo Gym's {host, port} of its head server
     model: ModelConfig = field(default_factory=ModelConfig)
     servers: EmbeddedServersConfig = field(default_factory=EmbeddedServersConfig)
     transport: TransportConfig = field(default_factory=TransportConfig)
@@ -185,6 +191,20 @@ class CollectConfig:
     @property
     def uses_embedded_backend(self) -> bool:
         return not self.model.base_url
+
+    def repeats_of(self, agent: str | None) -> int:
+        """Rollouts per task for rows of ``agent`` (``num_repeats`` may be a per-agent mapping)."""
+        if isinstance(self.num_repeats, int):
+            return self.num_repeats
+        value = self.num_repeats.get(agent) if agent is not None else None
+        return value if value is not None else self.num_repeats["_default"]
+
+    def repeats_problem(self, agent: str | None) -> str | None:
+        """Why rows of ``agent`` have no repeat count (a per-agent mapping without it or ``_default``)."""
+        if isinstance(self.num_repeats, int) or agent in self.num_repeats or "_default" in self.num_repeats:
+            return None
+        return (f"num_repeats has no entry for agent {agent!r} and no '_default' (entries: "
+                f"{', '.join(sorted(self.num_repeats)) or 'none'})")
 
 
 # Keys that may sit at top level of the composed config without being part of the schema.
@@ -206,9 +226,29 @@ def build_collect_config(raw: Mapping[str, Any]) -> CollectConfig:
     data["model"] = model
     if isinstance(data.get("config_paths"), str):  # one file, as compose.merge_config_paths accepts
         data["config_paths"] = [data["config_paths"]]
+    if "num_repeats" in data:
+        data["num_repeats"] = normalize_num_repeats(data["num_repeats"])
     cfg = _build(CollectConfig, data, path="")
     _check_ranges(cfg)
     return cfg
+
+
+def normalize_num_repeats(value: Any) -> int | dict[str, int]:
+    """``num_repeats``: null means 1 (NeMo Gym); an int >= 1; or a mapping agent name -> int >= 1
+    with an optional ``_default`` for agents it does not name."""
+    if value is None:
+        return 1
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ConfigError("num_repeats must be >= 1")
+        return value
+    if isinstance(value, Mapping):
+        bad = {str(k): v for k, v in value.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1}
+        if bad or not value:
+            raise ConfigError(f"num_repeats as a mapping needs agent name -> integer >= 1 (and optionally "
+                              f"_default); got {dict(value)!r}")
+        return {str(k): int(v) for k, v in value.items()}
+    raise ConfigError(f"num_repeats must be an integer >= 1, null, or a mapping agent name -> integer; got {value!r}")
 
 
 def normalize_base_urls(value: Any) -> tuple[str, ...]:
@@ -230,10 +270,8 @@ def normalize_base_urls(value: Any) -> tuple[str, ...]:
 
 def _check_ranges(cfg: CollectConfig) -> None:
     problems = []
-    if cfg.num_samples_in_parallel < 1:
-        problems.append("num_samples_in_parallel must be >= 1")
-    if cfg.num_repeats < 1:
-        problems.append("num_repeats must be >= 1")
+    if cfg.num_samples_in_parallel is not None and cfg.num_samples_in_parallel < 1:
+        problems.append("num_samples_in_parallel must be >= 1 (or null: no limit)")
     if cfg.limit is not None and cfg.limit < 0:
         problems.append("limit must be >= 0 (or null for all rows)")
     if cfg.max_attempts < 1:
@@ -256,9 +294,10 @@ def _build(cls: type, data: Any, path: str) -> Any:
         raise ConfigError(f"{path or 'config'} must be a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
-    unknown = [k for k in data if k not in fields]
+    unknown = _unknown_keys(cls, data, path)  # every level at once: one error lists them all
     if unknown:
-        raise ConfigError(_unknown_key_message(unknown[0], list(fields), path))
+        many = f"{len(unknown)} unknown config keys: " + " ".join(unknown)
+        raise ConfigError(unknown[0] if len(unknown) == 1 else many)
     kwargs = {}
     for name, value in data.items():
         where = f"{path}.{name}" if path else name
@@ -269,10 +308,30 @@ def _build(cls: type, data: Any, path: str) -> Any:
     return cls(**kwargs)
 
 
+def _unknown_keys(cls: type, data: Mapping[str, Any], path: str) -> list[str]:
+    """One message per key of ``data`` (and of its nested sections) that ``cls`` does not have."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    found = [_unknown_key_message(str(k), sorted(fields), path) for k in data if k not in fields]
+    for name, value in data.items():
+        inner = [a for a in (hints[name], *typing.get_args(hints[name])) if dataclasses.is_dataclass(a)] \
+            if name in fields else []
+        if inner and isinstance(value, Mapping):
+            found += _unknown_keys(inner[0], value, f"{path}.{name}" if path else str(name))
+    return found
+
+
 def _unknown_key_message(key: str, known: list[str], path: str) -> str:
+    from gym_rollouts.config.nemo_keys import DOC, VLLM_MODEL_RULES
+
     where = f"{path}.{key}" if path else key
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     hint = f" Did you mean '{(path + '.') if path else ''}{close[0]}'?" if close else ""
+    if path == "model" and key in VLLM_MODEL_RULES:
+        hint += (f" ({key} is a NeMo Gym vllm_model field we do not honour: in a policy_model block of a "
+                 f"config_paths file it is accepted or refused as {DOC} says)")
+    elif not path and key.startswith("policy_model"):
+        hint += " (NeMo Gym's policy_model block is read from config_paths files and env.yaml; here use model.<field>)"
     scope = f"'{path}'" if path else "the top level"
     return f"Unknown config key '{where}' at {scope}.{hint}"
 

@@ -53,6 +53,14 @@ def _connect_failure(server: str, health: Exchange) -> Finding:
                    f"check with: {curl}", server)
 
 
+def server_kind(facts: ServerFacts) -> str:
+    """What answered ``/version``: vLLM and its version, or our embedded demo backend (which
+    imitates vLLM's ``/version`` and adds a marker field, embedded/server.py)."""
+    if facts.embedded_version is not None:
+        return f"embedded demo backend (gym_rollouts {facts.embedded_version}), not vLLM"
+    return f"vLLM {facts.version}"
+
+
 def check_reachability(facts: ServerFacts) -> Finding:
     server, health = facts.configured, facts.health
     if health is None:
@@ -60,7 +68,9 @@ def check_reachability(facts: ServerFacts) -> Finding:
     if health.status is None:
         return _connect_failure(server, health)
     where = f"GET {health.url} -> HTTP {health.status} in {health.elapsed_ms:.0f} ms"
-    version = f" (vLLM {facts.version})" if facts.version else ""
+    version = f" ({server_kind(facts)})" if facts.version else ""
+    if facts.embedded_version is not None:
+        version = f": {server_kind(facts)}"
     if health.status == 200:
         return Finding("reachability", Status.PASS, f"the server is up{version}", where, server=server)
     if health.status == 404:

@@ -55,6 +55,7 @@ class ServerFacts:
     models_error: str | None = None  # why /models could not be used
     models_status: int | None = None  # the HTTP status /models answered when it was not usable
     version: str | None = None
+    embedded_version: str | None = None  # set when /version carries our embedded backend's marker
     metrics: Exchange | None = None
     probe_model: str | None = None  # the id the generation probes used
     basic: Exchange | None = None  # one tiny generation (reasoning + token capture)

@@ -27,6 +27,7 @@ from gym_rollouts.agent.loop import request_params
 from gym_rollouts.config.schema import CollectConfig
 from gym_rollouts.doctor.bodies import basic_body, row_tokenize_body, tools_body
 from gym_rollouts.doctor.facts import Exchange, FleetFacts, SampleRow, ServerFacts, probe_model
+from gym_rollouts.embedded.server import VERSION_MARKER
 from gym_rollouts.errors import GymRolloutsError, ProtocolError, ServerStatusError, StartupError, TransportError
 from gym_rollouts.io.source import materialize, read_rows
 from gym_rollouts.router.dispatcher import root_url
@@ -91,6 +92,8 @@ class Prober:
         version = await self.get(root + "/version")
         if version.ok and isinstance(version.body, Mapping):
             facts.version = str(version.body.get("version"))
+            if version.body.get(VERSION_MARKER) is not None:  # our embedded demo backend, not vLLM
+                facts.embedded_version = str(version.body[VERSION_MARKER])
         facts.probe_model = probe_model(self._cfg.model.model, facts.served_ids)
         if facts.base_url and facts.probe_model:
             await self._generate(facts, root, tools)

@@ -18,6 +18,8 @@ from typing import Any, Callable
 import orjson
 from aiohttp import web
 
+from gym_rollouts import __version__
+
 from . import vllm_errors as E
 from .config import EmbeddedConfig
 from .engine import FakeEngine, Outcome
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 _JSON = "application/json"
 _METRICS_CT = "text/plain; version=0.0.4; charset=utf-8"
 _NOT_FOUND = orjson.dumps({"detail": "Not Found"})
+# extra /version field (vLLM answers only "version"): tells doctor this is not vLLM; value: our version
+VERSION_MARKER = "gym_rollouts_embedded"
 
 
 def _json(body: bytes, status: int = 200) -> web.Response:
@@ -154,7 +158,7 @@ class EmbeddedServer:
 
     async def _version(self, request: web.Request) -> web.Response:
         self.requests["version"] += 1
-        return _json(orjson.dumps({"version": self.cfg.version}))
+        return _json(orjson.dumps({"version": self.cfg.version, VERSION_MARKER: __version__}))
 
     async def _models(self, request: web.Request) -> web.Response:
         self.requests["models"] += 1

@@ -36,3 +36,16 @@ def test_redact_nested_and_lists():
         "servers": [{"url": "http://a/v1", "hf_token": MASK}, {"url": "http://b/v1", "hf_token": None}],
     }
     assert cfg["model"]["api_key"] == "sk-2"  # a copy: the input is untouched
+
+
+@pytest.mark.parametrize("key", ["wandb_api_key", "mlflow_tracking_token", "github_token", "access_token",
+                                 "judge_api_key", "aws_secret_access_key", "client_secret", "secret",
+                                 "private_key", "ssh_private_key", "HF_TOKEN"])
+def test_env_yaml_secrets(key: str):
+    assert is_secret_key(key)
+
+
+@pytest.mark.parametrize("key", ["eos_token", "bos_token", "pad_token", "add_bos_token", "max_new_tokens",
+                                 "secret_santa_count", "key_path"])
+def test_tokenizer_tokens_and_lookalikes_are_not_secrets(key: str):
+    assert not is_secret_key(key)

@@ -54,3 +54,23 @@ def test_unknown_group_option_suggests(override: str, hint: str):
 def test_bad_values_are_config_errors(override: str, message: str):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         build_collect_config(compose_plain([override]))
+
+
+def test_all_unknown_keys_at_every_level_in_one_error():
+    overrides = ["num_repets=3", "+zzzz=1", "model.retrun_token_id_information=true",
+                 "+transport.conect_timeout_s=3", "+transport.retry_budget.connect=2", "agent.max_step=3"]
+    with pytest.raises(ConfigError) as info:
+        build_collect_config(compose_plain(overrides))
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("5 unknown config keys: ")
+    for named, hint in (("num_repets", "num_repeats"), ("model.retrun_token_id_information",
+                                                        "model.return_token_id_information"),
+                        ("transport.conect_timeout_s", "transport.connect_timeout_s"),
+                        ("agent.max_step", "agent.max_steps")):
+        assert f"'{named}'" in message and f"Did you mean '{hint}'?" in message
+    assert "'zzzz'" in message
+
+
+def test_nemo_gym_vllm_field_under_model_gets_a_pointer():
+    with pytest.raises(ConfigError, match="NeMo Gym vllm_model field we do not honour.*nemo_gym_config.md"):
+        build_collect_config(compose_plain(["+model.is_responses_native=false"]))

@@ -60,4 +60,4 @@ def test_embedded_backend_when_no_url(run_cli):
     result = run_cli("doctor")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "note: policy_base_url is null, so doctor started the embedded backend" in result.stdout
-    assert "1 server from embedded backend, model 'gym-tiny'" in result.stdout
+    assert "1 server from the embedded demo backend, model 'gym-tiny'" in result.stdout
