@@ -59,12 +59,36 @@ class ProtocolError(GymRolloutsError):
     inconsistent token ids, ...). Never silently repaired."""
 
 
+class MalformedReplyError(ProtocolError):
+    """A 2xx answer whose body breaks the protocol (e.g. not JSON) from a peer where that is likely
+    transient (a NeMo Gym environment): retried under the ``malformed`` budget, then reported."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, server: str | None = None) -> None:
+        super().__init__(message)
+        self.server = server
+
+
 class ToolSupportError(ServerStatusError):
     """vLLM refused a tools request because it runs without a tool-call parser."""
 
 
 class ResourceError(GymRolloutsError):
     """A resource (environment) failed: tool execution crashed, verifier raised."""
+
+
+class EnvironmentCallError(ResourceError):
+    """A call to a remote environment failed for good (after the retries its error allowed): names
+    the environment, the call (``seed_session``, a tool, ``verify``) and the server."""
+
+    def __init__(self, message: str, *, environment: str, call: str, server: str | None = None,
+                 cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.environment = environment
+        self.call = call
+        self.server = server
+        self.cause = cause
 
 
 class RolloutError(GymRolloutsError):

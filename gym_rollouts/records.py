@@ -32,6 +32,10 @@ def add_usage(total: dict[str, Any], usage: Mapping[str, Any]) -> None:
     total["output_tokens_details"]["reasoning_tokens"] += (usage.get("output_tokens_details") or {}).get("reasoning_tokens", 0)
 
 
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
 def build_response(*, params: Mapping[str, Any], model: str, output: list[dict[str, Any]],
                    usage: dict[str, Any], incomplete: bool) -> dict[str, Any]:
     """A Responses API ``response`` object (validates against the OpenAI SDK's ``Response``)."""
@@ -46,11 +50,11 @@ def build_response(*, params: Mapping[str, Any], model: str, output: list[dict[s
         "instructions": params.get("instructions"),
         "metadata": params.get("metadata") or {},
         "output": output,
-        "parallel_tool_calls": params.get("parallel_tool_calls", True),
+        "parallel_tool_calls": _or(params.get("parallel_tool_calls"), True),  # a null (NeMo Gym dumps) = the default
         "temperature": params.get("temperature"),
         "top_p": params.get("top_p"),
         "max_output_tokens": params.get("max_output_tokens"),
-        "tool_choice": params.get("tool_choice", "auto"),
+        "tool_choice": _or(params.get("tool_choice"), "auto"),
         "tools": list(params.get("tools") or []),
         "usage": usage,
     }

@@ -48,9 +48,9 @@ async def _run_tool(resource: Resource, state: Any, call: Mapping[str, Any]) -> 
     try:
         arguments = orjson.loads(call["arguments"] or "{}")
     except orjson.JSONDecodeError as exc:
-        return f"Error: the arguments of {call['name']} are not valid JSON ({exc}). Send a JSON object."
+        return resource.bad_arguments(call["name"], f"are not valid JSON ({exc})")
     if not isinstance(arguments, dict):
-        return f"Error: the arguments of {call['name']} must be a JSON object."
+        return resource.bad_arguments(call["name"], "must be a JSON object")
     try:
         return await resource.call_tool(state, call["name"], arguments)
     except ToolCallError as exc:
@@ -61,8 +61,18 @@ async def run_rollout(row: Mapping[str, Any], *, params: Mapping[str, Any], reso
                       session: PolicySession, cfg: AgentConfig, model_name: str) -> RolloutOutcome:
     try:
         state = await resource.seed(row)
+    except ResourceError:
+        raise
     except Exception as exc:  # a resource bug: the engine records this attempt as failed
         raise ResourceError(f"resource {resource.name}.seed failed: {type(exc).__name__}: {exc}") from exc
+    try:
+        return await _loop(row, params, resource, state, session, cfg, model_name)
+    finally:
+        await resource.close(state)  # success, failure or cancellation: the rollout's state goes
+
+
+async def _loop(row: Mapping[str, Any], params: Mapping[str, Any], resource: Resource, state: Any,
+                session: PolicySession, cfg: AgentConfig, model_name: str) -> RolloutOutcome:
     history = list(input_items(params.get("input")) or [])
     output: list[dict[str, Any]] = []
     usage = empty_usage()
@@ -83,6 +93,8 @@ async def run_rollout(row: Mapping[str, Any], *, params: Mapping[str, Any], reso
             tool_calls += 1
             try:
                 result = await _run_tool(resource, state, call)
+            except ResourceError:
+                raise  # already names the resource and the call
             except Exception as exc:
                 raise ResourceError(f"tool {call['name']} of resource {resource.name} crashed: "
                                     f"{type(exc).__name__}: {exc}") from exc
@@ -93,6 +105,8 @@ async def run_rollout(row: Mapping[str, Any], *, params: Mapping[str, Any], reso
     response = build_response(params={**params, **session.sampling}, model=model_name, output=output, usage=usage, incomplete=incomplete)
     try:
         verdict = await resource.verify(row, response, state)
+    except ResourceError:
+        raise
     except Exception as exc:
         raise ResourceError(f"resource {resource.name}.verify failed: {type(exc).__name__}: {exc}") from exc
     return RolloutOutcome(response=response, reward=float(verdict.reward), verifier_extras=dict(verdict.extras),

@@ -12,9 +12,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-# The nine checks, in the order they are reported (numbers as in docs/doctor.md).
+# The checks, in the order they are reported (numbers as in docs/doctor.md).
 CHECKS = ("reachability", "base_url", "model", "context", "tools", "reasoning", "training",
-          "throughput", "fleet")
+          "throughput", "fleet", "environments")
 
 
 class Status(str, enum.Enum):

@@ -3,7 +3,7 @@
 Order: load the resource and sample the first input rows (to know the tools on offer and the
 prompts to size); resolve the servers exactly as ``collect`` does (``policy_base_url``, or the
 embedded backend started for this run when it is null); probe every server at once; run the
-nine checks over what was seen.
+nine checks over what was seen; then open the run's environments as collect would (check 10).
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from gym_rollouts.doctor.findings import Finding, Report
 from gym_rollouts.doctor.probe import RawRow, probe_fleet, sample_rows
 from gym_rollouts.engine.session import backend, input_path
 from gym_rollouts.errors import ConfigError
+from gym_rollouts.doctor.check_environments import check_environments
 from gym_rollouts.resource.base import load_resource
+from gym_rollouts.resource.routing import is_remote_resource
 from gym_rollouts.transport.client import HttpTransport
 
 EMBEDDED_NOTE = ("policy_base_url is null, so doctor started the embedded backend (servers.*) exactly "
@@ -61,7 +63,7 @@ async def _prepare(cfg: CollectConfig) -> tuple[FleetFacts, list[RawRow], Any]:
     facts = FleetFacts(servers=[], embedded=cfg.uses_embedded_backend)
     resource = None
     try:
-        resource = load_resource(cfg.resource)
+        resource = None if is_remote_resource(cfg.resource) else load_resource(cfg.resource)
     except ConfigError as exc:
         facts.tools_error = f"the resource cannot be loaded: {exc}"
     rows: list[RawRow] = []
@@ -75,6 +77,11 @@ async def _prepare(cfg: CollectConfig) -> tuple[FleetFacts, list[RawRow], Any]:
     return facts, rows, resource
 
 
+async def _environments(cfg: CollectConfig, rows: list[RawRow], tcfg: Any) -> list[Finding]:
+    async with HttpTransport(tcfg, concurrency=16) as transport:  # no policy API key for environments
+        return await check_environments(cfg, rows, transport)
+
+
 async def run_doctor(cfg: CollectConfig) -> Report:
     facts, rows, resource = await _prepare(cfg)
     timeout = cfg.doctor.timeout_s
@@ -85,4 +92,6 @@ async def run_doctor(cfg: CollectConfig) -> Report:
         transport = await stack.enter_async_context(
             HttpTransport(tcfg, concurrency=2 * len(urls), api_key=cfg.model.api_key))
         await probe_fleet(transport, cfg, tuple(urls), facts, rows, resource)
-    return build_report(cfg, facts)
+    report = build_report(cfg, facts)
+    report.findings += await _environments(cfg, rows, tcfg)
+    return report

@@ -14,7 +14,7 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import orjson
 
@@ -25,10 +25,12 @@ from gym_rollouts.sweep.shard import shard_of
 
 FORMAT = 1
 _MODEL_NOT_FINGERPRINTED = ("base_url", "api_key")
+_LOCATION_PARAMS = ("url", "head_url")
 
 
-def run_settings(cfg: CollectConfig, agent_name: str) -> dict[str, Any]:
-    """The settings that decide what a run collects (JSON-ready, see module doc)."""
+def run_settings(cfg: CollectConfig, agent_name: str | None, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The settings that decide what a run collects (JSON-ready, see module doc); ``extra`` adds
+    what the engine derived (environments without their URLs, the prompt template, ...)."""
     model = {k: v for k, v in dataclasses.asdict(cfg.model).items() if k not in _MODEL_NOT_FINGERPRINTED}
     shard = shard_of(cfg)
     settings = {
@@ -37,18 +39,28 @@ def run_settings(cfg: CollectConfig, agent_name: str) -> dict[str, Any]:
         "responses_create_params": dict(cfg.responses_create_params),
         "agent_name": agent_name,
         "agent": dataclasses.asdict(cfg.agent),
-        "resource": dataclasses.asdict(cfg.resource),
+        "resource": _resource_settings(cfg),
         "model": model,
         "shard": {"index": shard.index, "count": shard.count},
+        **(extra or {}),
     }
     return orjson.loads(orjson.dumps(settings, option=orjson.OPT_NON_STR_KEYS))
 
 
-def build_manifest(cfg: CollectConfig, scan: InputScan, agent_name: str) -> dict[str, Any]:
+def _resource_settings(cfg: CollectConfig) -> dict[str, Any]:
+    """The resource config without where its servers are (an environment restarted on other ports
+    is the same environment; its served tools are checked again on every run)."""
+    resource = dataclasses.asdict(cfg.resource)
+    resource["params"] = {k: v for k, v in resource["params"].items() if k not in _LOCATION_PARAMS}
+    return resource
+
+
+def build_manifest(cfg: CollectConfig, scan: InputScan, agent_name: str | None,
+                   extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "input": {"path": str(scan.path), "sha256": scan.sha256, "rows": scan.rows},
-        "settings": run_settings(cfg, agent_name),
+        "settings": run_settings(cfg, agent_name, extra),
         "created_at": time.time(),
     }
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import traceback
 from dataclasses import dataclass
@@ -28,9 +29,9 @@ from gym_rollouts.engine.shutdown import StopControl
 from gym_rollouts.engine.stats import RunStats
 from gym_rollouts.errors import GymRolloutsError, ToolSupportError
 from gym_rollouts.io.sink import RowBuffer
-from gym_rollouts.io.source import Job
+from gym_rollouts.io.source import Job, materialized_row
 from gym_rollouts.records import EXTRAS, ROLLOUT_INDEX, TASK_INDEX
-from gym_rollouts.resource.base import Resource
+from gym_rollouts.resource.routing import EnvironmentTable
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,12 @@ FATAL_ERRORS = (ToolSupportError,)
 class EngineParts:
     cfg: CollectConfig
     policy: VLLMPolicy
-    resource: Resource
+    environments: EnvironmentTable  # agent name -> resource (rows were checked against it)
     sink: RowBuffer
     stats: RunStats
     aggregator: Aggregator
     stop: StopControl
+    workers: int = 0  # 0: num_samples_in_parallel
     sink_backlog_max: int = 256  # batches handed to the writer and not yet written
 
 
@@ -71,6 +73,7 @@ def failure_row(job: Job, exc: BaseException, attempt: int, server: str | None) 
         "error_class": type(exc).__name__, "_ng_failure_class": type(exc).__name__,
         "message": str(exc)[:2000], "server": server, "retryable": bool(getattr(exc, "retryable", False)),
         "input_line": job.line_no, "agent_ref": job.row.get("agent_ref"),
+        "environment": getattr(exc, "environment", None), "call": getattr(exc, "call", None),
         "traceback": None if isinstance(exc, GymRolloutsError) else traceback.format_exc(limit=8)[-4000:],
     }
 
@@ -78,15 +81,18 @@ def failure_row(job: Job, exc: BaseException, attempt: int, server: str | None) 
 async def run_one(parts: EngineParts, job: Job, first_attempt: int = 1) -> None:
     cfg, stats = parts.cfg, parts.stats
     params: dict[str, Any] | None = None
+    route = parts.environments.resource_of(job.row)
+    resource = route.resource
+    agent_cfg = cfg.agent if route.max_steps is None else dataclasses.replace(cfg.agent, max_steps=route.max_steps)
     for attempt in range(first_attempt, cfg.max_attempts + 1):
         if attempt > first_attempt:
             stats.attempt_retries += 1
         session = parts.policy.session()
         try:
             if params is None:  # inside the guard: resource.tools() is resource code
-                params = request_params(job.row, parts.resource)  # rows are materialized
-            outcome = await run_rollout(job.row, params=params, resource=parts.resource, session=session,
-                                        cfg=cfg.agent, model_name=parts.policy.model_name)
+                params = request_params(job.row, resource)  # rows are materialized
+            outcome = await run_rollout(materialized_row(job), params=params, resource=resource, session=session,
+                                        cfg=agent_cfg, model_name=parts.policy.model_name)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the one broad catch: one bad rollout never stops the run
@@ -127,7 +133,7 @@ async def run_pool(parts: EngineParts, jobs: Iterator[tuple[Job, int]]) -> bool:
     Returns True when the job stream was exhausted and every job taken from it ran to its end
     (a stop arriving after that does not make a complete run interrupted); False when stopped early
     (a job cut short by a stop, or left unstarted, is run again on resume)."""
-    workers = parts.cfg.num_samples_in_parallel
+    workers = parts.workers or parts.cfg.num_samples_in_parallel or 1
     queue: asyncio.Queue[tuple[Job, int] | None] = asyncio.Queue(maxsize=workers * 2)
     busy = [False] * workers
     reader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="gym-rollouts-reader")

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, TypeVar
-
-import orjson
 
 from gym_rollouts.adapter.client import VLLMPolicy
 from gym_rollouts.adapter.startup import FleetInfo, discover_fleet
@@ -32,9 +31,12 @@ from gym_rollouts.engine.shutdown import StopControl
 from gym_rollouts.engine.stats import RunStats
 from gym_rollouts.errors import ConfigError, StartupError
 from gym_rollouts.io.sink import RowBuffer, Sink
-from gym_rollouts.io.source import Job, iter_jobs, materialized_row, raise_if_problems, scan_file
+from gym_rollouts.engine.env_metrics import environment_metrics
+from gym_rollouts.engine.inputs import prompt_fingerprint, row_rules
+from gym_rollouts.io.source import IndexPlan, Job, RowRules, iter_jobs, materialized_row, raise_if_problems, scan_file
 from gym_rollouts.records import EXTRAS, ROLLOUT_INDEX, TASK_INDEX
-from gym_rollouts.resource.base import load_resource
+from gym_rollouts.resource.base import ResourceContext
+from gym_rollouts.resource.routing import EnvironmentTable
 from gym_rollouts.router.dispatcher import Dispatcher
 from gym_rollouts.sweep.shard import shard_of
 from gym_rollouts.transport.client import HttpTransport
@@ -55,6 +57,7 @@ class RunResult:
     interrupted: bool = False
     started: bool = True  # False: stopped during start-up, before any rollout was sent
     repairs: list[str] = field(default_factory=list)
+    metrics_written: bool = False  # False: interrupted, or disable_aggregation
 
     @property
     def failures(self) -> int:
@@ -85,8 +88,15 @@ def output_paths(cfg: CollectConfig) -> OutputPaths:
     return OutputPaths(Path(cfg.output_jsonl_fpath).expanduser())
 
 
-def agent_name_of(cfg: CollectConfig) -> str:
-    return cfg.agent_name or f"{cfg.resource.name}_agent"
+def concurrency_of(cfg: CollectConfig, total: int) -> int:
+    """Workers: ``num_samples_in_parallel``, or every rollout at once when it is null (NeMo Gym)."""
+    return cfg.num_samples_in_parallel if cfg.num_samples_in_parallel is not None else max(1, total)
+
+
+def environment_transport_cfg(cfg: CollectConfig) -> Any:
+    """The environments' transport: the run's settings (retries, keep-alive) with read timeouts
+    long enough for every environment (each request is bounded by its environment's timeout_s)."""
+    return dataclasses.replace(cfg.transport, read_timeout_s=max(cfg.transport.read_timeout_s, 3600.0))
 
 
 @contextlib.asynccontextmanager
@@ -106,10 +116,11 @@ async def backend(cfg: CollectConfig) -> AsyncIterator[tuple[str, ...]]:
         yield tuple(p.base_url for p in procs)
 
 
-def planned_jobs(cfg: CollectConfig, source: Path, state: ResumeState, sink: Sink, stats: RunStats,
-                 aggregator: Aggregator, stop: StopControl, agent_name: str) -> Iterator[tuple[Job, int]]:
+def planned_jobs(cfg: CollectConfig, plan: "RunPlan", state: ResumeState, sink: Sink, stats: RunStats,
+                 aggregator: Aggregator, stop: StopControl) -> Iterator[tuple[Job, int]]:
     """(job, first attempt) for every job still to run; runs on the reader thread. Writes the
     materialized inputs past the prefix earlier runs wrote; skips jobs done or out of attempts."""
+    source = plan.source
 
     def skipped(line_no: int, problem: str) -> None:
         stats.skipped_inputs += 1
@@ -119,8 +130,8 @@ def planned_jobs(cfg: CollectConfig, source: Path, state: ResumeState, sink: Sin
                                 TASK_INDEX: None, ROLLOUT_INDEX: None, "_ng_failure_terminal": True})
 
     materialized: list[dict[str, Any]] = []
-    for job in iter_jobs(source, limit=cfg.limit, num_repeats=cfg.num_repeats, overrides=cfg.responses_create_params,
-                         agent_name=agent_name, on_problem=skipped, keep=shard_of(cfg).owns):
+    for job in iter_jobs(source, limit=cfg.limit, rules=plan.rules, plan=plan.index_plan, on_problem=skipped,
+                         keep=shard_of(cfg).owns):
         if stop.requested:
             break
         if job.seq >= state.materialized:
@@ -146,21 +157,27 @@ class RunPlan:
 
     source: Path
     paths: OutputPaths
-    agent_name: str
+    agent_name: str | None  # the agent of rows without agent_ref (None: every row must name one)
     total: int
     manifest: dict[str, Any]
     stored: dict[str, Any] | None  # the earlier run's manifest when resuming
+    rules: RowRules
+    index_plan: IndexPlan
 
 
-async def plan_collection(cfg: CollectConfig) -> RunPlan:
-    source, paths, agent_name = input_path(cfg), output_paths(cfg), agent_name_of(cfg)
-    scan = await asyncio.to_thread(scan_file, source, cfg.limit, shard_of(cfg).owns)
+async def plan_collection(cfg: CollectConfig, table: EnvironmentTable) -> RunPlan:
+    """Scan the input under the run's row rules (every row routed and checked against its
+    environment before any request), then decide fresh / overwrite / resume."""
+    source, paths = input_path(cfg), output_paths(cfg)
+    rules = row_rules(cfg, table)
+    scan = await asyncio.to_thread(scan_file, source, cfg.limit, shard_of(cfg).owns, rules)
     if cfg.on_bad_input == "fail":
         raise_if_problems(scan)
-    manifest = build_manifest(cfg, scan, agent_name)
+    extra = {"environments": table.fingerprint(), "prompt_config": prompt_fingerprint(cfg),
+             "num_repeats_add_seed": cfg.num_repeats_add_seed}
+    manifest = build_manifest(cfg, scan, table.default_agent, extra)
     stored = plan_run(cfg, paths, manifest)
-    total = scan.owned_rows * cfg.num_repeats  # this shard's part
-    return RunPlan(source, paths, agent_name, total, manifest, stored)
+    return RunPlan(source, paths, table.default_agent, scan.owned_rollouts, manifest, stored, rules, scan.plan)
 
 
 async def open_outputs(plan: RunPlan, served_model: str, aggregator: Aggregator) -> ResumeState:
@@ -202,15 +219,32 @@ async def unless_stopped(stop: StopControl, step: Awaitable[T]) -> T:
 
 
 async def run_collection(cfg: CollectConfig, *, stop: StopControl | None = None, on_tick: Tick | None = None,
-                         tick_s: float = 0.5) -> RunResult:
+                         tick_s: float = 0.5, notify: Callable[[str], None] | None = None) -> RunResult:
+    """One run (see module doc). ``notify`` receives one-line notices for the user (what the
+    environments could not check, NeMo Gym settings not applied, ...)."""
     stop = stop or StopControl()
-    plan = await plan_collection(cfg)
-    stats, aggregator, resource = RunStats(total=plan.total), Aggregator(), load_resource(cfg.resource)
     async with contextlib.AsyncExitStack() as stack:
+        try:
+            env_transport = await stack.enter_async_context(HttpTransport(
+                environment_transport_cfg(cfg), concurrency=cfg.num_samples_in_parallel or 1024))
+            table = EnvironmentTable(cfg)
+            stack.push_async_callback(table.close)
+            await unless_stopped(stop, table.open(ResourceContext(env_transport, cfg.router, cfg.transport)))
+            plan = await unless_stopped(stop, plan_collection(cfg, table))
+        except StoppedDuringStartup:
+            log.info("stopped during start-up (%s): no rollout was sent", stop.reason)
+            return RunResult(paths=output_paths(cfg), summary=RunStats().summary(), fleet=None, interrupted=True,
+                             started=False)
+        for notice in dict.fromkeys(table.notices):
+            if notify is not None:
+                notify(notice)
+            log.info("%s", notice)
+        stats, workers = RunStats(total=plan.total), concurrency_of(cfg, plan.total)
+        aggregator = Aggregator(spool_dir=plan.paths.rows.parent)  # closed tasks' entries spool beside the output
         try:
             base_urls = await unless_stopped(stop, stack.enter_async_context(backend(cfg)))
             transport = await stack.enter_async_context(
-                HttpTransport(cfg.transport, concurrency=cfg.num_samples_in_parallel, api_key=cfg.model.api_key))
+                HttpTransport(cfg.transport, concurrency=workers, api_key=cfg.model.api_key))
             fleet = await unless_stopped(stop, discover_fleet(transport, base_urls, cfg.model.model))
             dispatcher = await unless_stopped(stop, stack.enter_async_context(
                 Dispatcher(fleet.base_urls, transport, cfg.router, cfg.transport)))
@@ -223,13 +257,14 @@ async def run_collection(cfg: CollectConfig, *, stop: StopControl | None = None,
         sink = stack.enter_context(Sink({ROWS: plan.paths.rows, FAILURES: plan.paths.failures,
                                          MATERIALIZED: plan.paths.materialized_inputs}))
         buffer = RowBuffer(sink)
-        parts = EngineParts(cfg, policy, resource, buffer, stats, aggregator, stop)
-        jobs = planned_jobs(cfg, plan.source, state, sink, stats, aggregator, stop, plan.agent_name)
+        parts = EngineParts(cfg, policy, table, buffer, stats, aggregator, stop, workers=workers)
+        jobs = planned_jobs(cfg, plan, state, sink, stats, aggregator, stop)
         ticker = asyncio.create_task(_tick(stats, dispatcher, on_tick, tick_s)) if on_tick else None
         stats.start_clock()
         try:
             completed = await run_pool(parts, jobs)
         finally:
+            stats.stop_clock()  # the final tick and the summary read the same rates (engine/stats.py)
             buffer.flush()
             if ticker:
                 ticker.cancel()
@@ -242,16 +277,22 @@ async def run_collection(cfg: CollectConfig, *, stop: StopControl | None = None,
         summary = {**stats.summary(), "mean_reward": aggregator.mean("reward")}
         run = {**summary, "model": fleet.model_name, "max_model_len": fleet.max_model_len,
                "router": dispatcher.summary(), "policy": policy.stats()}
+        environments = table.stats()
+        if environments:
+            run["environments"] = environments
+        metrics_written = completed and stop.fatal is None and not cfg.disable_aggregation
+        if metrics_written:  # environments still open: they are asked for their own metrics
+            buffer.flush()
+            await asyncio.to_thread(sink.close)  # every row on disk: the environments' metrics read them back
+            theirs = await environment_metrics(plan.paths.rows, table, notify)
+            await asyncio.to_thread(aggregator.write, plan.paths.aggregate_metrics, run=run, servers=servers,
+                                    environment=theirs)
     if stop.fatal is not None:
         raise StartupError(f"run stopped: {stop.fatal}. The outputs so far are kept: after fixing this, "
                            f"rerun the same command with resume_from_cache=true "
                            f"output_jsonl_fpath={plan.paths.rows}")
-    if completed:
-        entries = aggregator.result(run=run, servers=servers)
-        await asyncio.to_thread(plan.paths.aggregate_metrics.write_bytes,
-                                orjson.dumps(entries, option=orjson.OPT_INDENT_2))
     return RunResult(paths=plan.paths, summary=summary, fleet=fleet, servers=servers, interrupted=not completed,
-                     repairs=[str(r) for r in state.repairs])
+                     repairs=[str(r) for r in state.repairs], metrics_written=metrics_written)
 
 
 def request_retries(servers: list[dict[str, Any]]) -> int:

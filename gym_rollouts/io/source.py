@@ -1,11 +1,18 @@
 """The task source: streams the input JSONL, validates rows, fingerprints them, expands repeats.
 
 Memory is O(1) in the number of rows: rows are read line by line, never all at once. Rows are
-laid out ``aabbcc`` for ``num_repeats=2``. ``_ng_task_index`` is the row's position among the
-non-blank lines used, unless the row carries its own (as a materialized-inputs file does), in which
-case it is kept and consecutive rows sharing it form one task whose ``_ng_rollout_index`` counts
-on across them (NeMo Gym's assignment). Every job also gets ``seq``, its position in the expanded
-stream: stable across runs of the same inputs and settings, it is the key resume works with.
+laid out ``aabbcc`` for ``num_repeats=2``. Task and rollout indices follow NeMo Gym's assignment
+(see io/task_index.py): a row's own ``_ng_task_index`` is kept, identical lines share a task,
+rollout indices count on per task across the whole input. Every job also gets ``seq``, its
+position in the expanded stream: stable across runs of the same inputs and settings, it is the key
+resume works with.
+
+How a parsed line becomes a row to run is given by ``RowRules`` (the engine builds them from the
+config): ``prepare`` (NeMo Gym's prompt_config templating, before validation), the config's
+``responses_create_params`` overrides and the default agent (materialization), ``check`` (routing,
+tools, request fields: a problem refuses the row like a malformed line), ``repeats`` (per agent)
+and ``add_seed`` (NeMo Gym's num_repeats_add_seed: each rollout gets seed = its rollout index).
+The scan and the job stream apply the same rules, so they always agree.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any, Callable, Iterator, Mapping
 import orjson
 
 from gym_rollouts.errors import InputError
+from gym_rollouts.io.task_index import SeenIndices, TaskIndexer, duplicate_hashes
 from gym_rollouts.records import ROLLOUT_INDEX, TASK_INDEX
 
 MAX_PROBLEMS_LISTED = 50
@@ -36,6 +44,30 @@ class Job:
     task_size: int  # rollouts of this task in the run (for pass@k)
 
 
+@dataclass(frozen=True)
+class RowRules:
+    """How a parsed line becomes the row that runs (see module doc)."""
+
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    agent_name: str | None = "agent"
+    repeats: int | Callable[[dict[str, Any]], int] = 1
+    prepare: Callable[[dict[str, Any]], tuple[dict[str, Any] | None, str | None]] | None = None
+    check: Callable[[dict[str, Any]], str | None] | None = None
+    add_seed: bool = False
+
+    def repeats_of(self, row: dict[str, Any]) -> int:
+        return self.repeats if isinstance(self.repeats, int) else self.repeats(row)
+
+
+@dataclass
+class IndexPlan:
+    """What the scan learnt about task indices (io/task_index.py): lines that may repeat, and the
+    total rollouts of every task that comes in more than one part."""
+
+    candidates: set[int] = field(default_factory=set)
+    split_sizes: dict[int, int] = field(default_factory=dict)
+
+
 @dataclass
 class InputScan:
     """One validating pass over the input: counts, problems (file:line: message), fingerprint."""
@@ -44,9 +76,28 @@ class InputScan:
     rows: int = 0
     good_rows: int = 0
     owned_rows: int = 0  # good rows in the tasks ``keep`` selects (a shard's part; all without keep)
+    owned_rollouts: int = 0  # the rollouts those rows expand to (repeats included)
     problem_count: int = 0
     problems: list[str] = field(default_factory=list)  # the first MAX_PROBLEMS_LISTED
     sha256: str = ""
+    plan: IndexPlan = field(default_factory=IndexPlan)
+    listed_lines: int = 0  # bad lines named in ``problems``
+    _last: tuple[str, list[int]] | None = None  # the listed entry's message and lines (merged when equal)
+
+    def add_problem(self, line_no: int, message: str) -> None:
+        """Count a bad line; list it as ``path:line: message``, consecutive lines with the same
+        message in one entry (``path:3, 4, 5: message``), at most MAX_PROBLEMS_LISTED entries."""
+        self.problem_count += 1
+        if self._last is not None and self._last[0] == message and len(self._last[1]) < 20:
+            self._last[1].append(line_no)
+            self.problems[-1] = f"{self.path}:{', '.join(map(str, self._last[1]))}: {message}"
+            self.listed_lines += 1
+        elif len(self.problems) < MAX_PROBLEMS_LISTED:
+            self._last = (message, [line_no])
+            self.problems.append(f"{self.path}:{line_no}: {message}")
+            self.listed_lines += 1
+        else:
+            self._last = None
 
 
 def row_problem(row: Any) -> str | None:
@@ -106,60 +157,110 @@ def read_rows(path: Path, limit: int | None = None) -> Iterator[tuple[int, dict[
         yield line_no, row, problem
 
 
-class _Grouping:
-    """The task grouping rule, shared by the scan and the job stream: a row starts a new task
-    unless it and the current task's first row carry the same ``_ng_task_index``; a row without
-    one is its own task at its position. Refuses a group over ``MAX_TASK_GROUP`` rows."""
-
-    __slots__ = ("task", "explicit", "size")
-
-    def __init__(self) -> None:
-        self.task: int | None = None
-        self.explicit = False
-        self.size = 0
-
-    def add(self, path: Path, line_no: int, position: int, row: dict[str, Any]) -> bool:
-        """Place one good row; True when it starts a new task (then ``task`` is its index)."""
-        given = row.get(TASK_INDEX)
-        new = self.task is None or given is None or not self.explicit or given != self.task
-        if new:
-            self.task, self.explicit, self.size = (position if given is None else given), given is not None, 0
-        if self.size >= MAX_TASK_GROUP:
-            raise InputError(f"{path}:{line_no}: more than {MAX_TASK_GROUP} consecutive rows share "
-                             f"{TASK_INDEX}={given}")
-        self.size += 1
-        return new
+def materialize(row: dict[str, Any], overrides: Mapping[str, Any], agent_name: str | None) -> dict[str, Any]:
+    """The row as run: config ``responses_create_params`` merged over the row's (config wins),
+    ``agent_ref`` set when the row has none (and a default agent exists); the source row is not
+    modified."""
+    out = dict(row)
+    if overrides:
+        out[PARAMS] = {**row[PARAMS], **overrides}
+    if AGENT_REF not in out and agent_name is not None:
+        out[AGENT_REF] = {"name": agent_name}
+    out.pop(TASK_INDEX, None)
+    out.pop(ROLLOUT_INDEX, None)
+    return out
 
 
-def scan_file(path: Path, limit: int | None = None, keep: Callable[[int], bool] | None = None) -> InputScan:
-    """Read the used lines once: validate every row, hash their bytes (the run's fingerprint),
-    count the rows of the tasks ``keep`` selects (same grouping as ``iter_jobs``). A task group
-    too large to run raises ``InputError`` here, before anything is written."""
-    scan = InputScan(path)
-    digest = hashlib.sha256()
-    grouping, owned = _Grouping(), False
-    for position, (line_no, line) in enumerate(_lines(path, limit)):
-        digest.update(line.rstrip(b"\r\n"))
-        digest.update(b"\n")
-        scan.rows += 1
-        row, problem = _parse(line)
-        if row is not None:
-            scan.good_rows += 1
-            if grouping.add(path, line_no, position, row):
-                owned = keep is None or keep(grouping.task)  # type: ignore[arg-type]
-            scan.owned_rows += owned
+@dataclass(slots=True)
+class _Parsed:
+    line_no: int
+    line: bytes
+    source: dict[str, Any] | None  # the parsed row before materialization (its own indices kept)
+    row: dict[str, Any] | None  # the materialized row; None when the line is bad
+    problem: str | None
+
+
+def _rows(path: Path, limit: int | None, rules: RowRules) -> Iterator[_Parsed]:
+    """Every used line, parsed, prepared, validated, materialized and checked by ``rules``."""
+    for line_no, line in _lines(path, limit):
+        try:
+            source: Any = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            yield _Parsed(line_no, line, None, None, f"invalid JSON ({exc})")
             continue
-        scan.problem_count += 1
-        if len(scan.problems) < MAX_PROBLEMS_LISTED:
-            scan.problems.append(f"{path}:{line_no}: {problem}")
-    scan.sha256 = digest.hexdigest()
+        problem = None
+        if rules.prepare is not None and isinstance(source, dict):
+            source, problem = rules.prepare(source)
+        problem = problem or row_problem(source)
+        if problem is not None:
+            yield _Parsed(line_no, line, None, None, problem)
+            continue
+        row = materialize(source, rules.overrides, rules.agent_name)
+        problem = rules.check(row) if rules.check is not None else None
+        yield _Parsed(line_no, line, source, None if problem else row, problem)
+
+
+def _index_plan(path: Path, limit: int | None, rules: RowRules, *, scan: InputScan | None = None,
+                keep: Callable[[int], bool] | None = None) -> IndexPlan:
+    """Pass 1 hashes the lines (no parsing); pass 2 parses, validates (into ``scan``) and finds the
+    tasks in more than one part; pass 3 (only when there are such tasks) adds up their rollouts."""
+    plan = IndexPlan(candidates=duplicate_hashes(line for _, line in _lines(path, limit)))
+    indexer, seen, split = TaskIndexer(plan.candidates), SeenIndices(), set()
+    digest = hashlib.sha256()
+    part_size, owned = 0, False
+    for item in _rows(path, limit, rules):
+        digest.update(item.line.rstrip(b"\r\n"))
+        digest.update(b"\n")
+        if scan is not None:
+            scan.rows += 1
+        if item.row is None:
+            indexer.bad_line()
+            if scan is not None:
+                scan.add_problem(item.line_no, item.problem or "bad row")
+            continue
+        task, new = indexer.add(item.line, item.source)  # type: ignore[arg-type]
+        if new:
+            part_size, owned = 0, keep is None or keep(task)
+            if not seen.add(task):
+                split.add(task)
+        part_size += 1
+        if part_size > MAX_TASK_GROUP:
+            raise InputError(f"{path}:{item.line_no}: more than {MAX_TASK_GROUP} consecutive rows share "
+                             f"{TASK_INDEX}={task}")
+        if scan is not None:
+            scan.good_rows += 1
+            if owned:
+                scan.owned_rows += 1
+                scan.owned_rollouts += rules.repeats_of(item.row)
+    if scan is not None:
+        scan.sha256 = digest.hexdigest()
+    if split:
+        indexer = TaskIndexer(plan.candidates)
+        for item in _rows(path, limit, rules):
+            if item.row is None:
+                indexer.bad_line()
+                continue
+            task, _ = indexer.add(item.line, item.source)  # type: ignore[arg-type]
+            if task in split:
+                plan.split_sizes[task] = plan.split_sizes.get(task, 0) + rules.repeats_of(item.row)
+    return plan
+
+
+def scan_file(path: Path, limit: int | None = None, keep: Callable[[int], bool] | None = None,
+              rules: RowRules | None = None) -> InputScan:
+    """Read the used lines: validate every row under ``rules``, hash their bytes (the run's
+    fingerprint), count the rows and rollouts of the tasks ``keep`` selects, and plan the task
+    indices (``scan.plan``, handed to ``iter_jobs``). A task part too large to run raises
+    ``InputError`` here, before anything is written."""
+    scan = InputScan(path)
+    scan.plan = _index_plan(path, limit, rules or RowRules(), scan=scan, keep=keep)
     return scan
 
 
 def raise_if_problems(scan: InputScan) -> None:
     if not scan.problem_count:
         return
-    more = scan.problem_count - len(scan.problems)
+    more = scan.problem_count - scan.listed_lines
     tail = f"\n  ... and {more} more" if more > 0 else ""
     raise InputError(
         f"{scan.problem_count} bad input line(s) in {scan.path} (nothing was sent; fix them or pass "
@@ -169,63 +270,69 @@ def raise_if_problems(scan: InputScan) -> None:
     )
 
 
-def materialize(row: dict[str, Any], overrides: Mapping[str, Any], agent_name: str) -> dict[str, Any]:
-    """The row as run: config ``responses_create_params`` merged over the row's (config wins),
-    ``agent_ref`` set when the row has none; the source row is not modified."""
-    out = dict(row)
-    if overrides:
-        out[PARAMS] = {**row[PARAMS], **overrides}
-    if AGENT_REF not in out:
-        out[AGENT_REF] = {"name": agent_name}
-    out.pop(TASK_INDEX, None)
-    out.pop(ROLLOUT_INDEX, None)
-    return out
+def _with_seed(row: dict[str, Any], seed: int) -> dict[str, Any]:
+    """NeMo Gym's num_repeats_add_seed: ``seed`` in the row's ``metadata.extra_body`` (a JSON string)."""
+    params = dict(row[PARAMS])
+    metadata = dict(params.get("metadata") or {})
+    raw = metadata.get("extra_body")
+    try:
+        extra = orjson.loads(raw) if isinstance(raw, (str, bytes)) and raw else dict(raw or {})
+    except (orjson.JSONDecodeError, TypeError, ValueError):
+        extra = {}  # the adapter refuses a bad extra_body by name; the seed does not hide it
+        metadata["extra_body_invalid"] = raw
+    extra["seed"] = seed
+    metadata["extra_body"] = orjson.dumps(extra).decode()
+    params["metadata"] = metadata
+    return {**row, PARAMS: params}
 
 
-def _task_groups(path: Path, limit: int | None, on_problem: Callable[[int, int, str], None] | None
-                 ) -> Iterator[list[tuple[int, int, dict[str, Any]]]]:
-    """Groups of (line number, task index, row) by the ``_Grouping`` rule. Bad rows go to
-    ``on_problem(line_no, position, message)`` and still consume a position."""
-    group: list[tuple[int, int, dict[str, Any]]] = []
-    grouping = _Grouping()
-    for position, (line_no, row, problem) in enumerate(read_rows(path, limit)):
-        if row is None:
-            if on_problem is not None:
-                on_problem(line_no, position, problem or "bad row")
-            continue
-        if grouping.add(path, line_no, position, row) and group:
-            yield group
-            group = []
-        group.append((line_no, grouping.task, row))  # type: ignore[arg-type]
-    if group:
-        yield group
-
-
-def iter_jobs(path: Path, *, limit: int | None, num_repeats: int, overrides: Mapping[str, Any] | None = None,
-              agent_name: str = "agent", on_problem: Callable[[int, str], None] | None = None,
-              keep: Callable[[int], bool] | None = None) -> Iterator[Job]:
+def iter_jobs(path: Path, *, limit: int | None, num_repeats: int | None = None,
+              overrides: Mapping[str, Any] | None = None, agent_name: str | None = "agent",
+              on_problem: Callable[[int, str], None] | None = None, keep: Callable[[int], bool] | None = None,
+              rules: RowRules | None = None, plan: IndexPlan | None = None) -> Iterator[Job]:
     """Stream jobs in ``aabbcc`` order (see module doc). Bad rows are passed to
     ``on_problem(line_no, message)`` (skip mode; only for the lines ``keep`` selects, a bad
     line's task index being its position) and produce no job. ``keep(task_index)`` selects
-    tasks (a shard, see sweep/shard.py) before ``seq`` is assigned."""
-    overrides = dict(overrides or {})
+    tasks (a shard, see sweep/shard.py) before ``seq`` is assigned. ``rules`` (or the shorthand
+    ``num_repeats`` / ``overrides`` / ``agent_name``) say how lines become rows; ``plan`` is the
+    scan's (computed here when not given)."""
+    if rules is None:
+        rules = RowRules(overrides=dict(overrides or {}), agent_name=agent_name, repeats=num_repeats or 1)
+    if plan is None:
+        plan = _index_plan(path, limit, rules)
+    indexer = TaskIndexer(plan.candidates)
+    next_rollout: dict[int, int] = {}  # split tasks: where their rollout indices go on
     seq = 0
+    part: list[tuple[int, dict[str, Any]]] = []
+    part_task = 0
 
-    def problem(line_no: int, position: int, message: str) -> None:
-        if on_problem is not None and (keep is None or keep(position)):
-            on_problem(line_no, message)
-
-    for group in _task_groups(path, limit, problem):
-        if keep is not None and not keep(group[0][1]):
-            continue
-        size = len(group) * num_repeats
-        rollout = 0
-        for line_no, task_index, row in group:
-            prepared = materialize(row, overrides, agent_name)
-            for _ in range(num_repeats):
-                yield Job(seq, task_index, rollout, prepared, line_no, size)
+    def flush() -> Iterator[Job]:
+        nonlocal seq
+        if not part or (keep is not None and not keep(part_task)):
+            return
+        counts = [rules.repeats_of(row) for _, row in part]
+        size = plan.split_sizes.get(part_task) or sum(counts)
+        rollout = next_rollout.get(part_task, 0)
+        for (line_no, row), count in zip(part, counts):
+            for _ in range(count):
+                yield Job(seq, part_task, rollout, _with_seed(row, rollout) if rules.add_seed else row, line_no, size)
                 seq += 1
                 rollout += 1
+        if part_task in plan.split_sizes:
+            next_rollout[part_task] = rollout
+
+    for item in _rows(path, limit, rules):
+        if item.row is None:
+            position = indexer.bad_line()
+            if on_problem is not None and (keep is None or keep(position)):
+                on_problem(item.line_no, item.problem or "bad row")
+            continue
+        task, new = indexer.add(item.line, item.source)  # type: ignore[arg-type]
+        if new:
+            yield from flush()
+            part, part_task = [], task
+        part.append((item.line_no, item.row))
+    yield from flush()
 
 
 def materialized_row(job: Job) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import operator
 from typing import Any, Mapping
 
 from gym_rollouts.resource.base import Resource, ToolCallError, Verification, called_tools, final_text
-from gym_rollouts.resource.exact_match import contains_answer
+from gym_rollouts.resource.exact_match import contains_answer, expected_answer_problem
 
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
@@ -104,6 +104,9 @@ class ArithmeticResource(Resource):
 
     def tools(self) -> list[dict[str, Any]]:
         return [CALCULATE_TOOL]
+
+    def row_problem(self, row: Mapping[str, Any]) -> str | None:
+        return expected_answer_problem(row, self.name)
 
     async def call_tool(self, state: Any, name: str, arguments: Mapping[str, Any]) -> str:
         if name != "calculate":

@@ -2,17 +2,37 @@
 
 A resource owns a task's environment: ``seed`` makes per-rollout state from the task row,
 ``call_tool`` executes one tool call against that state, ``verify`` turns the finished rollout
-into a reward (plus optional extra numeric fields merged into the output row).
+into a reward (plus optional extra fields merged into the output row), ``close`` ends the
+rollout's state whatever happened (success, failure, cancellation).
+
+Before any model request the engine asks each resource what it can check up front:
+``served_tools`` (the tool names it executes; None when it cannot say) and ``row_problem`` (why a
+row cannot be scored here, e.g. a missing ``expected_answer``). Remote resources open their
+connections in ``start`` (given the run's environment transport) and close them in ``stop``.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from gym_rollouts.config.schema import ResourceConfig
 from gym_rollouts.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gym_rollouts.config.schema import RouterConfig, TransportConfig
+    from gym_rollouts.transport.client import HttpTransport
+
+
+@dataclass(frozen=True)
+class ResourceContext:
+    """What a remote resource needs to reach its servers: the run's environment transport (no
+    policy API key on it) and the router / transport settings its requests follow."""
+
+    transport: "HttpTransport"
+    router: "RouterConfig"
+    transport_cfg: "TransportConfig"
 
 
 @dataclass
@@ -35,14 +55,45 @@ class Resource:
         """Responses-API function tools offered when a task row does not list its own."""
         return []
 
+    def served_tools(self) -> frozenset[str] | None:
+        """Names of the tools ``call_tool`` executes (None: cannot say, nothing is checked). A row
+        offering the model any other tool is refused before any request."""
+        return frozenset(t["name"] for t in self.tools())
+
+    def row_problem(self, row: Mapping[str, Any]) -> str | None:
+        """Why ``row`` cannot be scored by this resource (None when it can); checked for every row
+        before any request, so rows meant for another environment never run here silently."""
+        return None
+
+    async def start(self, ctx: ResourceContext) -> None:
+        """Open connections (remote resources); in-process resources need nothing."""
+
+    async def stop(self) -> None:
+        """Close what ``start`` opened."""
+
     async def seed(self, row: Mapping[str, Any]) -> Any:
         return None
 
     async def call_tool(self, state: Any, name: str, arguments: Mapping[str, Any]) -> str:
         raise ToolCallError(f"unknown tool '{name}'")
 
+    def bad_arguments(self, name: str, problem: str) -> str:
+        """The tool output the model sees when its arguments for ``name`` are not a JSON object."""
+        return f"Error: the arguments of {name} {problem}. Send a JSON object."
+
     async def verify(self, row: Mapping[str, Any], response: Mapping[str, Any], state: Any) -> Verification:
         raise NotImplementedError
+
+    async def close(self, state: Any) -> None:
+        """The rollout is over (finished, failed or cancelled): drop its state."""
+
+    def describe(self) -> str:
+        """How this resource is named in messages (remote ones add where they are)."""
+        return f"resource '{self.name}'"
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for the aggregate metrics file (remote resources: per-server counts)."""
+        return {}
 
 
 class ToolCallError(Exception):
@@ -62,17 +113,22 @@ def called_tools(response: Mapping[str, Any]) -> list[str]:
 
 
 def load_resource(cfg: ResourceConfig) -> Resource:
-    module_name, _, attr = cfg.cls.partition(":")
+    return resource_from_class(cfg.cls, cfg.params, cfg.name)
+
+
+def resource_from_class(cls_path: str, params: Mapping[str, Any], name: str) -> Resource:
+    """An instance of the ``package.module:Class`` Resource subclass ``cls_path`` with ``params``."""
+    module_name, _, attr = cls_path.partition(":")
     if not attr:
-        raise ConfigError(f"resource.cls must look like 'package.module:ClassName', got {cfg.cls!r}")
+        raise ConfigError(f"resource.cls must look like 'package.module:ClassName', got {cls_path!r}")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"resource.cls: cannot import {module_name!r}: {exc}") from None
     cls = getattr(module, attr, None)
     if cls is None or not (isinstance(cls, type) and issubclass(cls, Resource)):
-        raise ConfigError(f"resource.cls: {cfg.cls!r} is not a Resource subclass")
+        raise ConfigError(f"resource.cls: {cls_path!r} is not a Resource subclass")
     try:
-        return cls(**dict(cfg.params))
+        return cls(**dict(params))
     except TypeError as exc:
-        raise ConfigError(f"resource '{cfg.name}': bad params {dict(cfg.params)}: {exc}") from None
+        raise ConfigError(f"resource '{name}': bad params {dict(params)}: {exc}") from None

@@ -22,7 +22,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from gym_rollouts.config.schema import RouterConfig, TransportConfig
 from gym_rollouts.errors import ConfigError, GymRolloutsError, ServerStatusError
@@ -35,7 +35,11 @@ from gym_rollouts.transport.client import HttpTransport
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Dispatcher", "root_url"]
+__all__ = ["Dispatcher", "Send", "root_url"]
+
+# How one attempt is sent: (full URL, the chosen server's base URL) -> the decoded answer; it raises
+# our errors (their ``retryable`` decides retries). Default: the transport's ``post_json``.
+Send = Callable[[str, str], Awaitable[Any]]
 
 
 @dataclass
@@ -52,7 +56,7 @@ class Dispatcher:
     """Async context manager: the router of one run."""
 
     def __init__(self, base_urls: tuple[str, ...], transport: HttpTransport, cfg: RouterConfig,
-                 tcfg: TransportConfig, *, rng: random.Random | None = None) -> None:
+                 tcfg: TransportConfig, *, rng: random.Random | None = None, health_path: str = "/health") -> None:
         if not base_urls:
             raise ConfigError("no vLLM server to route to (policy_base_url is empty)")
         weights = cfg.weights or tuple(1.0 for _ in base_urls)
@@ -65,7 +69,7 @@ class Dispatcher:
                                     cooldown_max_s=cfg.down_cooldown_max_s,
                                     probe_failures_to_down=cfg.probe_failures_to_down)
         self.retry_policy = RetryPolicy.from_config(tcfg)
-        self.prober = Prober(self.servers, self.health, transport, cfg)
+        self.prober = Prober(self.servers, self.health, transport, cfg, health_path=health_path)
         self.retries_by_kind: dict[str, int] = {}
         self._transport = transport
         self._cfg = cfg
@@ -90,9 +94,11 @@ class Dispatcher:
         """The rollout ``key`` is over: drop its server affinity."""
         self.policy.forget(key)
 
-    async def post(self, path: str, body: Mapping[str, Any], key: str, *, at_root: bool = False) -> tuple[str, Any]:
+    async def post(self, path: str, body: Mapping[str, Any], key: str, *, at_root: bool = False,
+                   send: Send | None = None) -> tuple[str, Any]:
         """POST ``body`` to ``<server base URL><path>`` (or ``<server root><path>`` with
-        ``at_root``, for ``/tokenize``); returns (server base URL, decoded JSON)."""
+        ``at_root``, for ``/tokenize``); returns (server base URL, decoded JSON). ``send`` replaces
+        the transport's ``post_json`` for callers with their own request shape (cookies, raw bodies)."""
         retry = RetryState(self.retry_policy, time.monotonic(), self._rng)
         tried: set[int] = set()
         while True:
@@ -101,7 +107,7 @@ class Dispatcher:
                     log.info("server %s: cooldown over, tried again (no health probes)", self.servers[back].url)
             index = self.policy.choose(key, frozenset(tried))
             try:
-                return self.servers[index].url, await self._attempt(index, path, body, at_root)
+                return self.servers[index].url, await self._attempt(index, path, body, at_root, send)
             except GymRolloutsError as exc:
                 delay = retry.next_delay(exc, time.monotonic())
                 if delay is None:
@@ -114,13 +120,17 @@ class Dispatcher:
                           retry.total, delay)
                 await asyncio.sleep(delay)
 
-    async def _attempt(self, index: int, path: str, body: Mapping[str, Any], at_root: bool) -> Any:
+    async def _attempt(self, index: int, path: str, body: Mapping[str, Any], at_root: bool,
+                       send: Send | None) -> Any:
         server, counters = self.servers[index], self._counters[index]
         url = (root_url(server.url) if at_root else server.url) + path
         server.in_flight += 1
         started = time.perf_counter()
         try:
-            result = await self._transport.post_json(url, body, server=server.url)
+            if send is None:
+                result = await self._transport.post_json(url, body, server=server.url)
+            else:
+                result = await send(url, server.url)
         except GymRolloutsError as exc:
             if not exc.retryable and isinstance(exc, ServerStatusError):
                 counters.client_errors += 1  # the server answered: it is alive

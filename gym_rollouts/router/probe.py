@@ -1,4 +1,4 @@
-"""Background probing of the fleet: ``/health`` for up/down, and optionally ``/metrics`` for load.
+"""Background probing of the fleet: ``/health`` (or the caller's ``health_path``) for up/down, and optionally ``/metrics`` for load.
 
 Every ``health_interval_s`` all servers are probed concurrently (each probe bounded by
 ``health_timeout_s``) and the outcomes go to the ``HealthTracker``; with ``use_metrics``, every
@@ -31,8 +31,9 @@ def root_url(base_url: str) -> str:
 
 class Prober:
     def __init__(self, servers: list[ServerState], health: HealthTracker, transport: HttpTransport,
-                 cfg: RouterConfig) -> None:
+                 cfg: RouterConfig, *, health_path: str = "/health") -> None:
         self.servers = servers
+        self.health_path = health_path  # at the server's root; NeMo Gym environments answer GET /
         self.health = health
         self._transport = transport
         self._cfg = cfg
@@ -68,8 +69,8 @@ class Prober:
 
     async def _probe(self, base_url: str) -> tuple[bool, str]:
         try:
-            status, _ = await self._transport.get(root_url(base_url) + "/health", timeout_s=self._cfg.health_timeout_s,
-                                                  control=True)
+            status, _ = await self._transport.get(root_url(base_url) + self.health_path,
+                                                  timeout_s=self._cfg.health_timeout_s, control=True)
         except GymRolloutsError as exc:
             return False, str(exc)
         return status == 200, f"HTTP {status}"

@@ -6,7 +6,9 @@ A failed attempt is classified into a *kind*; only these kinds are retried:
 - ``disconnected``: the connection broke before a complete answer;
 - ``timeout``: no answer within the read timeout (a hung server);
 - ``status_429``: HTTP 429 (server asks us to back off);
-- ``status_5xx``: HTTP 500/502/503/504 and other 5xx.
+- ``status_5xx``: HTTP 500/502/503/504 and other 5xx;
+- ``malformed``: a 2xx answer that is not what the protocol says (only errors that declare
+  themselves retryable: a NeMo Gym environment answering a body that is not JSON).
 
 Everything else is returned to the caller at once: HTTP 4xx other than 429 (a context-length
 400 among them, which the adapter turns into an ``incomplete`` rollout), protocol errors, and
@@ -22,11 +24,11 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from gym_rollouts.errors import ServerStatusError, TransportError
+from gym_rollouts.errors import ProtocolError, ServerStatusError, TransportError
 
-RETRY_KINDS = ("connect", "disconnected", "timeout", "status_429", "status_5xx")
+RETRY_KINDS = ("connect", "disconnected", "timeout", "status_429", "status_5xx", "malformed")
 DEFAULT_RETRY_BUDGET: Mapping[str, int] = {
-    "connect": 6, "disconnected": 4, "timeout": 2, "status_429": 8, "status_5xx": 4,
+    "connect": 6, "disconnected": 4, "timeout": 2, "status_429": 8, "status_5xx": 4, "malformed": 2,
 }
 
 
@@ -50,6 +52,8 @@ def failure_kind(exc: BaseException) -> str | None:
         return exc.kind if exc.kind in ("connect", "timeout") else "disconnected"
     if isinstance(exc, ServerStatusError):
         return "status_429" if exc.status == 429 else "status_5xx"
+    if isinstance(exc, ProtocolError):
+        return "malformed"
     return None
 
 

@@ -13,6 +13,11 @@
 - Every failure becomes one of our errors: ``TransportError`` (kind ``connect`` / ``timeout`` /
   ``disconnected``), ``ServerStatusError`` (non-2xx, with the body), ``ProtocolError`` (2xx, not
   JSON). Retries across servers live in the router; this module only maps and reports.
+- No cookie jar: nothing a server sets is ever sent back by the session itself (a shared jar would
+  leak one rollout's environment session into every other rollout). A caller that needs a cookie
+  (a NeMo Gym environment's per-rollout session) reads ``Answer.cookies`` and sends it explicitly.
+- ``api_key`` becomes an ``Authorization`` header of this transport's sessions only: the run keeps
+  environments on a transport of their own, without the policy's key.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import asyncio
 import errno
 import logging
 import socket
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Mapping
 
@@ -34,6 +40,15 @@ log = logging.getLogger(__name__)
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
 VLLM_SERVER_KEEPALIVE_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One HTTP answer, whatever its status: the raw body and the cookies it sets."""
+
+    status: int
+    body: bytes
+    cookies: dict[str, str]
 
 
 class _Attempt:
@@ -85,11 +100,11 @@ class HttpTransport:
         tracing.on_connection_create_end.append(_on_create)
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=timeout, headers=self._headers, auto_decompress=True,
-            trace_configs=[tracing],
+            trace_configs=[tracing], cookie_jar=aiohttp.DummyCookieJar(),
         )
         self._control = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=self._cfg.keepalive_s),
-            timeout=timeout, headers=self._headers, trace_configs=[tracing],
+            timeout=timeout, headers=self._headers, trace_configs=[tracing], cookie_jar=aiohttp.DummyCookieJar(),
         )
         return self
 
@@ -112,7 +127,7 @@ class HttpTransport:
                         timeout_s: float | None = None) -> Any:
         """POST ``body`` as JSON, return the decoded JSON answer or raise one of our errors."""
         data = orjson.dumps(body)
-        status, raw = await self._send("POST", url, data, server or url, timeout_s)
+        status, raw, _ = await self._send("POST", url, data, server or url, timeout_s)
         if status >= 300:
             text = raw.decode("utf-8", "replace")
             raise ServerStatusError(status, text, server=server or url, message=error_message(text))
@@ -121,18 +136,28 @@ class HttpTransport:
         except orjson.JSONDecodeError as exc:
             raise ProtocolError(f"{server or url} answered {status} with a body that is not JSON: {exc}") from None
 
+    async def post(self, url: str, data: bytes, *, server: str | None = None, timeout_s: float | None = None,
+                   headers: Mapping[str, str] | None = None) -> Answer:
+        """POST raw JSON bytes; the answer whatever its status (only transport failures raise)."""
+        status, raw, cookies = await self._send("POST", url, data, server or url, timeout_s, headers=headers)
+        return Answer(status, raw, cookies)
+
     async def get(self, url: str, *, timeout_s: float | None = None, control: bool = False) -> tuple[int, bytes]:
         """GET returning (status, body); transport failures raise ``TransportError``.
         ``control=True`` sends it on the control session (probes and polls)."""
-        return await self._send("GET", url, None, url, timeout_s, control=control)
+        status, raw, _ = await self._send("GET", url, None, url, timeout_s, control=control)
+        return status, raw
 
-    async def _send(self, method: str, url: str, data: bytes | None, server: str,
-                    timeout_s: float | None, *, control: bool = False) -> tuple[int, bytes]:
+    async def _send(self, method: str, url: str, data: bytes | None, server: str, timeout_s: float | None, *,
+                    control: bool = False, headers: Mapping[str, str] | None = None
+                    ) -> tuple[int, bytes, dict[str, str]]:
         session = self.session
         if control and self._control is not None:
             session = self._control
         # No ``timeout`` argument = the session's (connect + read); ``timeout=None`` would mean none at all.
         extra: dict[str, Any] = {}
+        if headers:
+            extra["headers"] = headers
         if timeout_s:
             extra["timeout"] = aiohttp.ClientTimeout(total=timeout_s, sock_connect=self._cfg.connect_timeout_s)
         limits = (self._cfg.connect_timeout_s, timeout_s or self._cfg.read_timeout_s)  # for error messages
@@ -140,7 +165,9 @@ class HttpTransport:
             attempt = _Attempt()
             try:
                 async with session.request(method, url, data=data, trace_request_ctx=attempt, **extra) as resp:
-                    return resp.status, await resp.read()
+                    raw = await resp.read()
+                    cookies = {name: morsel.value for name, morsel in resp.cookies.items()} if resp.cookies else {}
+                    return resp.status, raw, cookies
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
                 stale = attempt.reused and not isinstance(exc, aiohttp.ClientConnectorError)
                 if stale and not retry:

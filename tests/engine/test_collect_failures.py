@@ -60,7 +60,7 @@ def test_overwrite_starts_clean_without_stale_failures(tmp_path: Path, collect) 
 
 def _bad_input(path: Path) -> None:
     lines = [orjson.dumps({"responses_create_params": {"input": "What is 1 + 1?"}, "expected_answer": "2"}),
-             b"{not json", orjson.dumps({"responses_create_params": {"input": "What is 2 + 2?"}}),
+             b"{not json", orjson.dumps({"responses_create_params": {"input": "What is 2 + 2?"}, "expected_answer": "4"}),
              orjson.dumps({"prompt": "no responses_create_params"}), b"",
              orjson.dumps({"responses_create_params": {"input": 42}})]
     path.write_bytes(b"\n".join(lines) + b"\n")

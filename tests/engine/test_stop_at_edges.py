@@ -53,7 +53,7 @@ async def test_a_stop_after_the_last_job_finished_leaves_the_run_complete(monkey
     monkeypatch.setattr(runner, "run_one", fake_run_one)
 
     def parts(stop: StopControl) -> SimpleNamespace:
-        return SimpleNamespace(cfg=SimpleNamespace(num_samples_in_parallel=4, shutdown_grace_s=5.0),
+        return SimpleNamespace(cfg=SimpleNamespace(num_samples_in_parallel=4, shutdown_grace_s=5.0), workers=4,
                                stats=SimpleNamespace(in_flight=0), stop=stop)
 
     assert await runner.run_pool(parts(StopControl()), iter([(i, 1) for i in range(20)]))
