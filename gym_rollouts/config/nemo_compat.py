@@ -81,14 +81,17 @@ def _translate_server_block(key: str, node: DictConfig, source: str, notices: No
         if kind == "resources_servers":
             names = ", ".join(str(n) for n in node[kind].keys())
             raise ConfigError(
-                f"{source}: NeMo Gym resources server '{key}' ({names}) is not supported; "
-                f"choose one of our resources with resource=<name> (see conf/resource/)"
+                f"{source}: NeMo Gym resources server '{key}' ({names}) is what ng_run starts, not a collect "
+                f"setting: start it with ng_run as before, drop this file from collect's config_paths and point "
+                f"collect at it: resource=nemo_gym resource.params.head_url=http://127.0.0.1:11000 (or "
+                f"resource.params.url=http://host:port); README: Bring your NeMo Gym environments"
             )
         if kind == "responses_api_agents":
             names = ", ".join(str(n) for n in node[kind].keys())
             raise ConfigError(
-                f"{source}: NeMo Gym agent server '{key}' ({names}) is not supported; "
-                f"the agent loop is built in (agent=tool_loop, agent.max_steps=...)"
+                f"{source}: NeMo Gym agent server '{key}' ({names}) is what ng_run starts: collect runs the "
+                f"simple tool loop itself and reads each agent's environment from the head server "
+                f"(resource=nemo_gym resource.params.head_url=...); drop this file from collect's config_paths"
             )
         if kind != "responses_api_models":
             raise ConfigError(f"{source}: unsupported NeMo Gym server type '{key}.{kind}'")

@@ -120,6 +120,10 @@ TOP_LEVEL_RULES: dict[str, Rule] = {
     "rollout_collection_driver": Rule(
         "unset: the standard collection", lambda v: v is None or v == "",
         "custom collection drivers are not supported; remove rollout_collection_driver"),
+    "skills": Rule(
+        "unset: no Agent Skills", lambda v: v is None or v == {} or v == {"path": None},
+        "NeMo Gym's run-level Agent Skills (skills.path) are not supported: the simple tool loop gets the "
+        "row's own tools only; remove skills"),
 }
 
 # NeMo Gym's config directives (global_config.py); below the top level they rewrite the config.
