@@ -56,8 +56,10 @@ def single_turn_rows(path: Path, n: int) -> Path:
 
 
 def weather_rows(path: Path, n: int) -> Path:
-    src = [line for line in WEATHER.read_bytes().splitlines() if line.strip()]
-    path.write_bytes(b"".join(src[i % len(src)] + b"\n" for i in range(n)))
+    """``n`` rows cycling over the bundled weather rows, each its own task (a ``task_id`` makes
+    every line distinct: identical lines would share one task, as NeMo Gym assigns them)."""
+    src = [orjson.loads(line) for line in WEATHER.read_bytes().splitlines() if line.strip()]
+    path.write_bytes(b"".join(orjson.dumps({**src[i % len(src)], "task_id": i}) + b"\n" for i in range(n)))
     return path
 
 

@@ -292,7 +292,6 @@ def _check_ranges(cfg: CollectConfig) -> None:
 def _build(cls: type, data: Any, path: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path or 'config'} must be a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     unknown = _unknown_keys(cls, data, path)  # every level at once: one error lists them all
     if unknown:

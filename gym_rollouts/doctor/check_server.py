@@ -110,7 +110,7 @@ def check_model(facts: ServerFacts, wanted: str | None) -> Finding:
     ids = facts.served_ids
     listed = ", ".join(ids) or "(none)"
     if not ids:
-        return Finding("model", Status.FAIL, "the server serves no model", f"/v1/models listed no ids",
+        return Finding("model", Status.FAIL, "the server serves no model", "/v1/models listed no ids",
                        "check the vLLM server's log: the model did not load", server)
     if wanted is None:
         if len(ids) == 1:

@@ -10,19 +10,15 @@ ones the vLLM adapter can send (adapter/request.py).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable
+from typing import Any
 
 from gym_rollouts.adapter.request import request_problems
 from gym_rollouts.agent.loop import request_params
 from gym_rollouts.config.schema import CollectConfig
 from gym_rollouts.io.prompt import load_prompt_template
-from gym_rollouts.io.source import AGENT_REF, RowRules
-from gym_rollouts.resource.routing import EnvironmentTable
-
-
-def agent_of(row: Mapping[str, Any]) -> str | None:
-    ref = row.get(AGENT_REF)
-    return ref.get("name") if isinstance(ref, Mapping) and isinstance(ref.get("name"), str) else None
+from gym_rollouts.io.source import RowRules
+from gym_rollouts.resource.routing import EnvironmentTable, agent_of
 
 
 def row_check(cfg: CollectConfig, table: EnvironmentTable) -> Callable[[dict[str, Any]], str | None]:

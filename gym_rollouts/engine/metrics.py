@@ -110,11 +110,28 @@ def median_of_counts(counts: Mapping[float, int], n: int) -> float:
 
 def pass_at_k(rewards: list[float], k: int) -> float:
     """pass@k of one task from its rewards in rollout order (see module doc); in [0, 1]."""
+    return pass_at_every_k(rewards)[k - 1]
+
+
+def pass_at_every_k(rewards: list[float]) -> list[float]:
+    """pass@k for k = 1..n in O(n): for 0/1 rewards ``1 - C(wrong, k) / C(n, k)`` as a running
+    product, else the running max (large tasks must not cost O(n^2) when they close)."""
     n = len(rewards)
     if all(r in (0.0, 1.0) for r in rewards):
         wrong = sum(1 for r in rewards if not r)
-        return 1.0 if wrong < k else 1.0 - math.comb(wrong, k) / math.comb(n, k)
-    return max(rewards[:k])
+        out, ratio = [], 1.0
+        for k in range(1, n + 1):
+            if k > wrong:
+                out.append(1.0)
+                continue
+            ratio *= (wrong - k + 1) / (n - k + 1)  # C(wrong, k) / C(n, k)
+            out.append(1.0 - ratio)
+        return out
+    best, out = -math.inf, []
+    for r in rewards:
+        best = r if r > best else best
+        out.append(best)
+    return out
 
 
 @dataclass
@@ -219,9 +236,11 @@ class AgentAggregate:
 
     def _close_task(self, pending: list[tuple[int, float]]) -> None:
         rewards = [r for _, r in sorted(pending)]
-        for k in range(1, len(rewards) + 1):
-            self.pass_sum[k] = self.pass_sum.get(k, 0.0) + pass_at_k(rewards, k)
-            self.avg_sum[k] = self.avg_sum.get(k, 0.0) + sum(rewards[:k]) / k
+        running = 0.0
+        for k, passed in enumerate(pass_at_every_k(rewards), start=1):
+            running += rewards[k - 1]
+            self.pass_sum[k] = self.pass_sum.get(k, 0.0) + passed
+            self.avg_sum[k] = self.avg_sum.get(k, 0.0) + running / k
             self.tasks_with_k[k] = self.tasks_with_k.get(k, 0) + 1
 
     def finish(self) -> None:

@@ -130,7 +130,9 @@ def planned_jobs(cfg: CollectConfig, plan: "RunPlan", state: ResumeState, sink: 
                                 TASK_INDEX: None, ROLLOUT_INDEX: None, "_ng_failure_terminal": True})
 
     materialized: list[dict[str, Any]] = []
-    for job in iter_jobs(source, limit=cfg.limit, rules=plan.rules, plan=plan.index_plan, on_problem=skipped,
+    # the scan checked every row: when none was bad, the stream need not check them again
+    rules = plan.rules if plan.bad_rows else dataclasses.replace(plan.rules, check=None)
+    for job in iter_jobs(source, limit=cfg.limit, rules=rules, plan=plan.index_plan, on_problem=skipped,
                          keep=shard_of(cfg).owns):
         if stop.requested:
             break
@@ -163,6 +165,7 @@ class RunPlan:
     stored: dict[str, Any] | None  # the earlier run's manifest when resuming
     rules: RowRules
     index_plan: IndexPlan
+    bad_rows: int = 0  # rows the scan refused (on_bad_input=skip: the stream skips them again)
 
 
 async def plan_collection(cfg: CollectConfig, table: EnvironmentTable) -> RunPlan:
@@ -177,7 +180,8 @@ async def plan_collection(cfg: CollectConfig, table: EnvironmentTable) -> RunPla
              "num_repeats_add_seed": cfg.num_repeats_add_seed}
     manifest = build_manifest(cfg, scan, table.default_agent, extra)
     stored = plan_run(cfg, paths, manifest)
-    return RunPlan(source, paths, table.default_agent, scan.owned_rollouts, manifest, stored, rules, scan.plan)
+    return RunPlan(source, paths, table.default_agent, scan.owned_rollouts, manifest, stored, rules, scan.plan,
+                   scan.problem_count)
 
 
 async def open_outputs(plan: RunPlan, served_model: str, aggregator: Aggregator) -> ResumeState:

@@ -27,7 +27,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from collections.abc import Mapping  # isinstance() on it is far cheaper than on typing.Mapping
+from typing import Any
 
 import yaml
 
@@ -227,14 +228,14 @@ class EnvironmentTable:
 
     def resource_of(self, row: Mapping[str, Any]) -> Route:
         """The route of a row that passed ``row_problem`` (its agent is mapped)."""
-        route = self.route(_agent_of(row))
+        route = self.route(agent_of(row))
         if route is None:  # pragma: no cover - rows are checked before they run
-            raise ConfigError(f"agent {_agent_of(row)!r} maps to no environment")
+            raise ConfigError(f"agent {agent_of(row)!r} maps to no environment")
         return route
 
     def row_problem(self, row: Mapping[str, Any]) -> str | None:
         """Why a materialized row cannot run (None when it can; see module doc)."""
-        agent = _agent_of(row)
+        agent = agent_of(row)
         route = self.route(agent)
         if route is None:
             return self._unroutable(agent)
@@ -310,6 +311,7 @@ class EnvironmentTable:
         return [r.stats() for r in self._resources if r.stats()]
 
 
-def _agent_of(row: Mapping[str, Any]) -> str | None:
+def agent_of(row: Mapping[str, Any]) -> str | None:
+    """The ``agent_ref.name`` of a row (None when it has none)."""
     ref = row.get(AGENT_REF)
     return ref.get("name") if isinstance(ref, Mapping) and isinstance(ref.get("name"), str) else None

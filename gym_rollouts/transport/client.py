@@ -166,7 +166,8 @@ class HttpTransport:
             try:
                 async with session.request(method, url, data=data, trace_request_ctx=attempt, **extra) as resp:
                     raw = await resp.read()
-                    cookies = {name: morsel.value for name, morsel in resp.cookies.items()} if resp.cookies else {}
+                    cookies = ({name: morsel.value for name, morsel in resp.cookies.items()}
+                               if "Set-Cookie" in resp.headers else {})  # .cookies builds a SimpleCookie per call
                     return resp.status, raw, cookies
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
                 stale = attempt.reused and not isinstance(exc, aiohttp.ClientConnectorError)
