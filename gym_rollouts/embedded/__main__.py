@@ -12,7 +12,7 @@ import asyncio
 import os
 import signal
 import sys
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from .config import EmbeddedConfig, config_from_argv
 from .server import EmbeddedServer
@@ -26,18 +26,24 @@ async def watch_parent(parent_pid: int, stop: asyncio.Event, every_s: float = 0.
         await asyncio.sleep(every_s)
 
 
-async def serve(cfg: EmbeddedConfig, parent_pid: int | None = None) -> None:
+async def serve_until_stopped(server: Any, url: Callable[[Any], str], parent_pid: int | None = None) -> None:
+    """Run ``server`` (an async context manager) until SIGINT/SIGTERM or the launcher's death,
+    printing ``READY <url(server)>`` once it listens (shared by both embedded servers)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with EmbeddedServer(cfg) as srv:
-        sys.stdout.write(f"READY {srv.base_url}\n")
+    async with server as srv:
+        sys.stdout.write(f"READY {url(srv)}\n")
         sys.stdout.flush()
         watcher = asyncio.create_task(watch_parent(parent_pid, stop)) if parent_pid else None
         await stop.wait()
         if watcher is not None:
             watcher.cancel()
+
+
+async def serve(cfg: EmbeddedConfig, parent_pid: int | None = None) -> None:
+    await serve_until_stopped(EmbeddedServer(cfg), lambda srv: srv.base_url, parent_pid)
 
 
 def _pop_parent_pid(argv: list[str]) -> tuple[list[str], int | None]:

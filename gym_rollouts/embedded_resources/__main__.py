@@ -11,11 +11,10 @@ exit when that process is gone. Bad flags: a message on stderr and exit code 2.
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from typing import Sequence
 
-from gym_rollouts.embedded.__main__ import watch_parent
+from gym_rollouts.embedded.__main__ import serve_until_stopped
 
 from .config import HeadConfig, ResourcesConfig, parse_argv
 from .head import HeadServer
@@ -27,17 +26,7 @@ def build(cfg: ResourcesConfig | HeadConfig) -> EmbeddedResourcesServer | HeadSe
 
 
 async def serve(srv: EmbeddedResourcesServer | HeadServer, parent_pid: int | None = None) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with srv:
-        sys.stdout.write(f"READY {srv.url}\n")
-        sys.stdout.flush()
-        watcher = asyncio.create_task(watch_parent(parent_pid, stop)) if parent_pid else None
-        await stop.wait()
-        if watcher is not None:
-            watcher.cancel()
+    await serve_until_stopped(srv, lambda running: running.url, parent_pid)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -239,6 +239,9 @@ async def run_collection(cfg: CollectConfig, *, stop: StopControl | None = None,
             log.info("stopped during start-up (%s): no rollout was sent", stop.reason)
             return RunResult(paths=output_paths(cfg), summary=RunStats().summary(), fleet=None, interrupted=True,
                              started=False)
+        if cfg.num_samples_in_parallel is None:
+            table.notices.append(f"num_samples_in_parallel=null: all {plan.total} rollouts run at once (as in NeMo "
+                                 f"Gym); set a number to bound the concurrency and memory")
         for notice in dict.fromkeys(table.notices):
             if notify is not None:
                 notify(notice)

@@ -45,7 +45,7 @@ from gym_rollouts.testing.nemo_gym_config import (  # noqa: F401
     endpoints_from_head, free_port, plan_stack, shipped_blocks,
 )
 from gym_rollouts.testing.proctree import process_tree, rss_bytes, still_running
-from gym_rollouts.testing.real_vllm import http_json, port_in_use, resolve
+from gym_rollouts.testing.real_vllm import http_json, log_tail_of, port_in_use, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -100,17 +100,6 @@ def _answers(url: str) -> bool:
             return resp.status == 200
     except (urllib.error.URLError, OSError):
         return False
-
-
-def _tail(path: Path, lines: int = 80) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 64_000))
-            text = f.read().decode("utf-8", errors="replace")
-    except OSError as e:
-        return f"(no log: {e})"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def _child_setup(die_with_parent: bool) -> Callable[[], None]:
@@ -217,7 +206,7 @@ class NemoGymStack:
         return self.process is not None and self.process.poll() is None
 
     def log_tail(self, lines: int = 80) -> str:
-        return _tail(self.log_path, lines) if self.log_path else "(no log: external stack)"
+        return log_tail_of(self.log_path, lines) if self.log_path else "(no log: external stack)"
 
     def pids(self) -> dict[int, int]:
         """``{pid: start time}`` of ng_run and everything under it, running now."""
@@ -436,7 +425,7 @@ def prepare_venvs(envs: Sequence[str | EnvSpec] = DEFAULT_ENVS, *, venv: str | o
     broken = [d for d in todo if not (_venv_of(v, d) / "bin" / "python").exists()]
     if code != 0 or broken:
         raise NemoGymStartError(f"ng_run dry run exited with {code} (venvs missing: {broken}); "
-                                f"log {log} ends with:\n{_tail(log)}")
+                                f"log {log} ends with:\n{log_tail_of(log)}")
     for d in todo:
         (_venv_of(v, d) / PREPARED_MARKER).write_text(json.dumps({"built_at": time.time()}) + "\n")
     return ["/".join(d) for d in todo]

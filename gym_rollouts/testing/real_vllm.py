@@ -155,7 +155,8 @@ def served_model_name(base_url: str, timeout: float = 30.0) -> str:
     return body["data"][0]["id"]
 
 
-def _tail(path: Path, lines: int = 60) -> str:
+def log_tail_of(path: Path, lines: int = 60) -> str:
+    """The last ``lines`` lines of a log file (its last 64 kB), or why there is none."""
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
@@ -218,7 +219,7 @@ class VLLMServer:
         return self.process.poll() is None
 
     def log_tail(self, lines: int = 60) -> str:
-        return _tail(self.log_path, lines)
+        return log_tail_of(self.log_path, lines)
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGINT the server, wait up to ``timeout`` s, then SIGKILL its process group.
