@@ -159,7 +159,6 @@ class RunPlan:
 
     source: Path
     paths: OutputPaths
-    agent_name: str | None  # the agent of rows without agent_ref (None: every row must name one)
     total: int
     manifest: dict[str, Any]
     stored: dict[str, Any] | None  # the earlier run's manifest when resuming
@@ -180,8 +179,7 @@ async def plan_collection(cfg: CollectConfig, table: EnvironmentTable) -> RunPla
              "num_repeats_add_seed": cfg.num_repeats_add_seed}
     manifest = build_manifest(cfg, scan, table.default_agent, extra)
     stored = plan_run(cfg, paths, manifest)
-    return RunPlan(source, paths, table.default_agent, scan.owned_rollouts, manifest, stored, rules, scan.plan,
-                   scan.problem_count)
+    return RunPlan(source, paths, scan.owned_rollouts, manifest, stored, rules, scan.plan, scan.problem_count)
 
 
 async def open_outputs(plan: RunPlan, served_model: str, aggregator: Aggregator) -> ResumeState:
@@ -248,6 +246,7 @@ async def run_collection(cfg: CollectConfig, *, stop: StopControl | None = None,
             log.info("%s", notice)
         stats, workers = RunStats(total=plan.total), concurrency_of(cfg, plan.total)
         aggregator = Aggregator(spool_dir=plan.paths.rows.parent)  # closed tasks' entries spool beside the output
+        stack.callback(aggregator.close)  # the spool goes on every exit (written or not)
         try:
             base_urls = await unless_stopped(stop, stack.enter_async_context(backend(cfg)))
             transport = await stack.enter_async_context(

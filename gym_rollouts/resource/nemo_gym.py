@@ -214,7 +214,7 @@ class NemoGymEnvironment(Resource):
     async def call_tool(self, state: Any, name: str, arguments: Mapping[str, Any]) -> str:
         if not _TOOL_NAME.fullmatch(name) or name in PROTOCOL_ROUTES:
             return orjson.dumps({"error": f"unknown tool {name!r}"}).decode()
-        answer = await self._call(state, name, f"/{name}", arguments, tool=True)
+        answer, _ = await self._call(state, name, f"/{name}", arguments, tool=True)
         return answer.body.decode("utf-8", "replace")
 
     def bad_arguments(self, name: str, problem: str) -> str:
@@ -222,8 +222,7 @@ class NemoGymEnvironment(Resource):
 
     async def verify(self, row: Mapping[str, Any], response: Mapping[str, Any], state: Any) -> Verification:
         body = {**for_environment(row), "response": response}
-        answer = await self._call(state, "verify", "/verify", body)
-        result = orjson.loads(answer.body)
+        answer, result = await self._call(state, "verify", "/verify", body)
         reward = result.get("reward") if isinstance(result, dict) else None
         if reward is None or isinstance(reward, bool) or not isinstance(reward, (int, float)):
             raise EnvironmentCallError(
@@ -237,11 +236,10 @@ class NemoGymEnvironment(Resource):
         run: benchmark-specific metrics and headline ``key_metrics`` come from there)."""
         session = EnvSession(key=f"m{next(self._keys)}")
         try:
-            answer = await self._call(session, "aggregate_metrics", "/aggregate_metrics", {"verify_responses": rows})
+            _, result = await self._call(session, "aggregate_metrics", "/aggregate_metrics", {"verify_responses": rows})
         finally:
             if self._dispatcher is not None:
                 self._dispatcher.forget(session.key)
-        result = orjson.loads(answer.body)
         if not isinstance(result, dict):
             raise EnvironmentCallError(f"{self.describe()}: aggregate_metrics answered a {type(result).__name__}",
                                        environment=self.env_name, call="aggregate_metrics")
@@ -257,14 +255,15 @@ class NemoGymEnvironment(Resource):
 
     # -- the wire --------------------------------------------------------------------------------
     async def _call(self, session: EnvSession, call: str, path: str, body: Mapping[str, Any],
-                    *, tool: bool = False) -> Answer:
+                    *, tool: bool = False) -> tuple[Answer, Any]:
+        """(the answer, its decoded JSON body); a tool's 4xx answer comes back as (answer, None)."""
         if self._dispatcher is None or self._transport is None or self._slots is None:
             raise RuntimeError(f"{self.describe()} used before start()")
         transport, slots = self._transport, self._slots
         data = orjson.dumps(body)
         self.calls[call] = self.calls.get(call, 0) + 1
 
-        async def send(url: str, server: str) -> Answer:
+        async def send(url: str, server: str) -> tuple[Answer, Any]:
             async with slots:
                 answer = await transport.post(url, data, server=server, timeout_s=self.timeout_s,
                                               headers=session.header())
@@ -272,23 +271,22 @@ class NemoGymEnvironment(Resource):
                 text = answer.body.decode("utf-8", "replace")
                 raise ServerStatusError(answer.status, text, server=server, message=error_message(text))
             try:
-                orjson.loads(answer.body)
+                return answer, orjson.loads(answer.body)
             except orjson.JSONDecodeError as exc:
                 raise MalformedReplyError(f"{server}{path} answered {answer.status} with a body that is not "
                                           f"JSON ({exc}): {answer.body[:120]!r}", server=server) from None
-            return answer
 
         try:
-            _, answer = await self._dispatcher.post(path, body, session.key, send=send)
+            _, (answer, decoded) = await self._dispatcher.post(path, body, session.key, send=send)
         except ServerStatusError as exc:
             if tool and 400 <= exc.status < 500 and exc.status != 429:
                 self.tool_client_errors += 1
-                return Answer(exc.status, exc.body.encode(), {})  # the model's mistake: it sees the answer
+                return Answer(exc.status, exc.body.encode(), {}), None  # the model's mistake: it sees the answer
             raise self._failed(call, exc) from None
         except GymRolloutsError as exc:
             raise self._failed(call, exc) from None
         session.cookies.update(answer.cookies)
-        return answer
+        return answer, decoded
 
     def _failed(self, call: str, exc: GymRolloutsError) -> EnvironmentCallError:
         self.failed_calls[call] = self.failed_calls.get(call, 0) + 1
