@@ -2,6 +2,8 @@
 
 Retryability is a property of the class (``retryable``), never a regex on a message.
 ``ConfigError`` is printed by the CLI without a traceback and exits with code 2.
+``RunStopped`` (and its kinds) stops a run part-way: the CLI prints its message and the resume
+command and exits with the error's ``exit_code`` (the table is in ``gym_rollouts/exit_codes.py``).
 Context-length is *not* an error: it ends a rollout as ``incomplete`` (see adapter).
 """
 
@@ -108,3 +110,29 @@ class StartupError(ConfigError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class RunStopped(GymRolloutsError):
+    """The run stopped part-way for a reason no rollout can get past. What was written is kept
+    (a torn last line is repaired on resume); after the fix, the same command with
+    ``resume_from_cache=true`` continues. ``exit_code``: see ``gym_rollouts/exit_codes.py``."""
+
+    exit_code: int = 2
+
+
+class FleetDeadError(RunStopped):
+    """No policy server answered anything (requests or health probes) for the dead-fleet time."""
+
+    exit_code = 4
+
+
+class OutputWriteError(RunStopped):
+    """Writing an output file failed part-way (disk full, read-only file system, I/O error)."""
+
+    exit_code = 5
+
+
+class InputChangedError(RunStopped):
+    """The input file changed (rewritten, truncated, replaced) while the run was reading it."""
+
+    exit_code = 6

@@ -1,9 +1,11 @@
 """``collect``: run every task through the agent loop and stream rollouts to JSONL.
 
-Exit codes: 0 every rollout succeeded; 2 configuration or input error (nothing sent);
-3 the run finished but some rollouts failed (see the failures file); 130 interrupted
-(Ctrl-C / SIGTERM: in-flight rollouts get ``shutdown_grace_s``, everything written is kept,
-and the same command with ``resume_from_cache=true`` finishes the run). In a multirun the first
+Exit codes (the table is ``gym_rollouts/exit_codes.py``): 0 every rollout succeeded; 2
+configuration or input error (nothing sent); 3 the run finished but some rollouts failed (see the
+failures file); 4/5/6 the run stopped part-way (``RunStopped``: dead fleet, output write failed,
+input changed), with the message and the resume command; 130 interrupted (Ctrl-C / SIGTERM:
+in-flight rollouts get ``shutdown_grace_s``, everything written is kept, and the same command with
+``resume_from_cache=true`` finishes the run). In a multirun the first
 Ctrl-C stops the whole sweep, and the printed command (``-m``, ``hydra.sweep.dir=<the sweep's
 dir>``, ``resume_from_cache=true``) resumes every job of it. 141: stdout was closed before the
 summary was printed (the output files are complete; see cli/app.py). With no ``policy_base_url``
@@ -20,22 +22,24 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gym_rollouts import exit_codes
 from gym_rollouts.cli.app import hydra_app
 from gym_rollouts.cli.progress import Progress
 from gym_rollouts.config.schema import CollectConfig, build_collect_config
 from gym_rollouts.engine.session import RunResult, run_collection
 from gym_rollouts.engine.shutdown import StopControl, install_signal_handlers
+from gym_rollouts.errors import RunStopped
 from gym_rollouts.sweep.paths import job_context, job_output_path
 
-EXIT_PARTIAL = 3
-EXIT_INTERRUPTED = 130
+EXIT_PARTIAL = exit_codes.PARTIAL
+EXIT_INTERRUPTED = exit_codes.INTERRUPTED
 _NOT_REPEATED = ("resume_from_cache", "overwrite", "output_jsonl_fpath")
 _NOT_REPEATED_IN_SWEEP = ("resume_from_cache", "overwrite", "hydra.sweep.dir")
 _MULTIRUN_FLAGS = ("-m", "--multirun")
 log = logging.getLogger(__name__)
 
 
-def resume_command(result: RunResult, argv: list[str], sweep_dir: str | None = None) -> str:
+def resume_command(rows: Path, argv: list[str], sweep_dir: str | None = None) -> str:
     """The command line that finishes this run: the same arguments, the output path spelled out,
     ``resume_from_cache=true``. In a multirun (``sweep_dir`` set) the whole sweep resumes: ``-m``
     and the output argument as typed (each job derives its own path from it, see
@@ -47,7 +51,7 @@ def resume_command(result: RunResult, argv: list[str], sweep_dir: str | None = N
         args += [f"hydra.sweep.dir={sweep_dir}", "resume_from_cache=true"]
     else:
         args = [a for a in argv if a.lstrip("+").split("=", 1)[0] not in _NOT_REPEATED]
-        args += [f"output_jsonl_fpath={result.paths.rows.resolve()}", "resume_from_cache=true"]
+        args += [f"output_jsonl_fpath={rows.resolve()}", "resume_from_cache=true"]
     return shlex.join(["collect", *args])  # the console script, also when started as python -m
 
 
@@ -70,12 +74,12 @@ def print_summary(result: RunResult, argv: list[str], sweep_dir: str | None = No
         print(f"  repaired: {repair}")
     if not result.started:
         print("Interrupted during start-up: stopped before any rollout was sent.")
-        print(f"  To run it, use:\n    {resume_command(result, argv, sweep_dir)}")
+        print(f"  To run it, use:\n    {resume_command(result.paths.rows, argv, sweep_dir)}")
         return
     if result.interrupted:
         print(f"Interrupted: {s['rollouts']} of {s['total']} rollouts are in {result.paths.rows} "
               f"({s['rollouts_this_run']} from this run); nothing written was lost.")
-        print(f"  To finish, run:\n    {resume_command(result, argv, sweep_dir)}")
+        print(f"  To finish, run:\n    {resume_command(result.paths.rows, argv, sweep_dir)}")
         return
     resumed = f" ({s['resumed_rows']} from earlier runs)" if s["resumed_rows"] else ""
     reward = "n/a" if s["mean_reward"] is None else f"{s['mean_reward']:.4f}"
@@ -129,11 +133,14 @@ def _task(raw: dict[str, Any], hydra_cfg: Any, *, argv: list[str]) -> int:
     cfg = build_collect_config(raw)
     announce_backend(cfg)
     progress = Progress(cfg.progress, line_every_s=cfg.progress_interval_s)
+    sweep_dir = None if job_num is None else sweep_dir_of(hydra_cfg)
     try:
         result = asyncio.run(_collect(cfg, progress))
+    except RunStopped as exc:
+        progress.close()
+        return report_stopped(exc, argv, sweep_dir)
     finally:
         progress.close()
-    sweep_dir = None if job_num is None else sweep_dir_of(hydra_cfg)
     print_summary(result, argv, sweep_dir, embedded=cfg.uses_embedded_backend)
     if result.interrupted:
         if job_num is not None:  # stop the whole sweep: SystemExit escapes Hydra's per-job capture
@@ -141,6 +148,16 @@ def _task(raw: dict[str, Any], hydra_cfg: Any, *, argv: list[str]) -> int:
             sys.exit(EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     return EXIT_PARTIAL if result.failures else 0
+
+
+def report_stopped(exc: RunStopped, argv: list[str], sweep_dir: str | None) -> int:
+    """A run stopped part-way: its message, the command that resumes it, its exit code."""
+    print(f"error: {exc}", file=sys.stderr, flush=True)
+    paths = getattr(exc, "paths", None)
+    if paths is not None:
+        print(f"  The outputs so far are kept. After fixing this, run:\n    "
+              f"{resume_command(paths.rows, argv, sweep_dir)}", file=sys.stderr, flush=True)
+    return exc.exit_code
 
 
 def sweep_dir_of(hydra_cfg: Any) -> str:

@@ -29,7 +29,7 @@ from gym_rollouts.engine.resume import ResumeState, begin_fresh, load_state, pla
 from gym_rollouts.engine.runner import FAILURES, ROWS, EngineParts, run_pool
 from gym_rollouts.engine.shutdown import StopControl
 from gym_rollouts.engine.stats import RunStats
-from gym_rollouts.errors import ConfigError, StartupError
+from gym_rollouts.errors import ConfigError, RunStopped
 from gym_rollouts.io.sink import RowBuffer, Sink
 from gym_rollouts.engine.env_metrics import environment_metrics
 from gym_rollouts.engine.inputs import prompt_fingerprint, row_rules
@@ -294,11 +294,21 @@ async def run_collection(cfg: CollectConfig, *, stop: StopControl | None = None,
             await asyncio.to_thread(aggregator.write, plan.paths.aggregate_metrics, run=run, servers=servers,
                                     environment=theirs)
     if stop.fatal is not None:
-        raise StartupError(f"run stopped: {stop.fatal}. The outputs so far are kept: after fixing this, "
-                           f"rerun the same command with resume_from_cache=true "
-                           f"output_jsonl_fpath={plan.paths.rows}")
+        raise stopped_error(stop.fatal, plan.paths)
     return RunResult(paths=plan.paths, summary=summary, fleet=fleet, servers=servers, interrupted=not completed,
                      repairs=[str(r) for r in state.repairs], metrics_written=metrics_written)
+
+
+def stopped_error(fatal: BaseException, paths: OutputPaths) -> RunStopped:
+    """The error a run that ``stop.fail``-ed ends with: a ``RunStopped`` kind keeps its exit code;
+    anything else (a fleet misconfiguration such as a server refusing tools) is exit 2. It carries
+    the output paths, so the CLI can print the command that resumes the run."""
+    if isinstance(fatal, RunStopped):
+        error = fatal
+    else:
+        error = RunStopped(f"run stopped: {fatal}")
+    error.paths = paths  # type: ignore[attr-defined]
+    return error
 
 
 def request_retries(servers: list[dict[str, Any]]) -> int:
