@@ -11,7 +11,9 @@ import argparse
 from dataclasses import dataclass, field, fields, replace
 from typing import Sequence
 
-FAULT_KINDS = ("429", "500", "503", "drop", "hang", "slow")
+FAULT_KINDS = ("429", "500", "503", "drop", "hang", "slow", "drip", "echo_auth")
+# answered 200 with the real reply made unusable afterwards (faults.corrupt_body)
+BODY_FAULT_KINDS = ("garbage", "bad_shape", "bad_usage", "no_usage")
 REASONING_FIELDS = ("reasoning", "reasoning_content")
 
 
@@ -32,6 +34,7 @@ class EmbeddedConfig:
     return_token_ids_supported: bool = True  # False: ignore return_token_ids (old vLLM)
     fault_rate: float = 0.0
     fault_kinds: tuple[str, ...] = ("503",)
+    fault_retry_after: str | None = None  # Retry-After header of injected 429/503 answers (seconds or HTTP date)
     seed: int = 0
     prefix_caching: bool = True
     fail_health: bool = False
@@ -57,9 +60,9 @@ class EmbeddedConfig:
 
 
 def validate_fault_kinds(kinds: Sequence[str]) -> None:
-    bad = [k for k in kinds if k not in FAULT_KINDS]
+    bad = [k for k in kinds if k not in FAULT_KINDS and k not in BODY_FAULT_KINDS]
     if bad:
-        raise ValueError(f"unknown fault kind(s) {bad}; choose from {list(FAULT_KINDS)}")
+        raise ValueError(f"unknown fault kind(s) {bad}; choose from {[*FAULT_KINDS, *BODY_FAULT_KINDS]}")
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -87,6 +90,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--fault-rate", type=float, default=d.fault_rate)
     p.add_argument("--fault-kinds", type=_csv, default=d.fault_kinds, metavar="K1,K2")
+    p.add_argument("--fault-retry-after", default=None, metavar="SECONDS|HTTP-DATE")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--no-prefix-caching", dest="prefix_caching", action="store_false")
     p.add_argument("--fail-health", action="store_true")
@@ -116,6 +120,7 @@ def config_to_argv(cfg: EmbeddedConfig) -> list[str]:
         "reasoning_parser": "--reasoning-parser",
         "reasoning_field": "--reasoning-field",
         "fault_rate": "--fault-rate",
+        "fault_retry_after": "--fault-retry-after",
         "seed": "--seed",
         "keepalive_timeout": "--keepalive-timeout",
         "max_num_seqs": "--max-num-seqs",

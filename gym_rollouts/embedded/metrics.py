@@ -3,10 +3,16 @@
 Tracks in-flight requests (for `vllm:num_requests_running`), token totals and a simulated
 prefix cache: prompts are hashed in 16-token blocks, chained like vLLM's block hashes, and a
 block counts as a hit when an earlier prompt produced the same chained hash.
+
+`vllm:generation_tokens_total` moves *during* a generation, as vLLM's does: a request's tokens
+count as generated in proportion to the time it has spent generating (`begin_generation` /
+`end_generation`), so a slow generation shows progress and a hung request (the "hang" fault) none.
 """
 
 from __future__ import annotations
 
+import itertools
+import time
 from typing import Sequence
 
 BLOCK_SIZE = 16
@@ -29,7 +35,28 @@ class ServerMetrics:
         self.requests_ok = 0
         self.requests_failed = 0
         self._blocks: set[int] = set()
+        self._generating: dict[int, tuple[float, float, int]] = {}  # id -> (started, seconds, tokens)
+        self._ids = itertools.count()
+        self._cancelled_tokens = 0.0
         self._labels = f'{{engine="0",model_name="{model_name}"}}'
+
+    def begin_generation(self, tokens: int, seconds: float) -> int:
+        """A request starts generating ``tokens`` over ``seconds``; returns its handle."""
+        handle = next(self._ids)
+        self._generating[handle] = (time.monotonic(), seconds, tokens)
+        return handle
+
+    def end_generation(self, handle: int, finished: bool) -> None:
+        """Its generation is over (``record`` then counts its tokens in full) or was cancelled (the
+        tokens generated so far stay counted: the counter never goes back)."""
+        started, seconds, tokens = self._generating.pop(handle)
+        if not finished and seconds > 0:
+            self._cancelled_tokens += tokens * min(1.0, (time.monotonic() - started) / seconds)
+
+    def _tokens_in_progress(self) -> float:
+        now = time.monotonic()
+        return sum(tokens * min(1.0, (now - started) / seconds)
+                   for started, seconds, tokens in self._generating.values() if seconds > 0)
 
     def record(self, prompt_ids: Sequence[int], completion_tokens: int) -> None:
         self.requests_ok += 1
@@ -64,7 +91,8 @@ class ServerMetrics:
             ("vllm:prefix_cache_hits", "counter", "Prefix cache hits, in terms of number of cached tokens.", "_total", self.prefix_hits),
             ("vllm:num_preemptions", "counter", "Cumulative number of preemption from the engine.", "_total", 0),
             ("vllm:prompt_tokens", "counter", "Number of prefill tokens processed.", "_total", self.prompt_tokens),
-            ("vllm:generation_tokens", "counter", "Number of generation tokens processed.", "_total", self.generation_tokens),
+            ("vllm:generation_tokens", "counter", "Number of generation tokens processed.", "_total",
+             self.generation_tokens + self._cancelled_tokens + self._tokens_in_progress()),
         ]
         out = []
         for name, kind, help_text, suffix, value in rows:

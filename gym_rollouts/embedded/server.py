@@ -9,6 +9,7 @@ throughput benchmark runs against.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import socket
 from collections import Counter
@@ -21,9 +22,9 @@ from aiohttp import web
 from gym_rollouts import __version__
 
 from . import vllm_errors as E
-from .config import EmbeddedConfig
+from .config import BODY_FAULT_KINDS, EmbeddedConfig
 from .engine import FakeEngine, Outcome
-from .faults import SLOW_FAULT_SECONDS, FaultInjector
+from .faults import DRIP_BYTE_INTERVAL_S, SLOW_FAULT_SECONDS, FaultInjector, corrupt_body
 from .metrics import ServerMetrics
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,12 @@ class EmbeddedServer:
         cfg = cfg or EmbeddedConfig()
         self.cfg = replace(cfg, **overrides) if overrides else cfg
         self.engine = FakeEngine(self.cfg)
-        self.faults = FaultInjector(self.cfg.fault_rate, self.cfg.fault_kinds, self.cfg.seed)
+        self.faults = FaultInjector(self.cfg.fault_rate, self.cfg.fault_kinds, self.cfg.seed,
+                                    retry_after=self.cfg.fault_retry_after)
         self.metrics = ServerMetrics(self.cfg.model_name, self.cfg.max_model_len, self.cfg.prefix_caching)
         self.fail_health = self.cfg.fail_health
         self.requests: Counter[str] = Counter()
+        self.authorization_seen: Counter[str] = Counter()  # sha256 of each Authorization header -> requests
         self._runner: web.AppRunner | None = None
         self._stopping: asyncio.Event | None = None
         self._port: int | None = None
@@ -131,12 +134,13 @@ class EmbeddedServer:
             "requests": dict(self.requests),
             "faults": self.faults.stats(),
             "fail_health": self.fail_health,
+            "authorization_sha256": dict(self.authorization_seen),
             **self.metrics.stats(),
         }
 
     # -- application ----------------------------------------------------------------------------
     def build_app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._authorization_recorder()])
         engine = self.engine
         r = app.router
         r.add_get("/health", self._health)
@@ -151,6 +155,20 @@ class EmbeddedServer:
         r.add_get("/_admin/stats", self._admin_stats)
         r.add_route("*", "/{tail:.*}", self._not_found)
         return app
+
+    def _authorization_recorder(self) -> Any:
+        """Middleware counting each request's Authorization header by its SHA-256 (stats:
+        ``authorization_sha256``): tests check which key a client sent without the server
+        keeping the key itself."""
+
+        @web.middleware
+        async def record(request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
+            header = request.headers.get("Authorization")
+            if header is not None:
+                self.authorization_seen[hashlib.sha256(header.encode()).hexdigest()] += 1
+            return await handler(request)
+
+        return record
 
     async def _health(self, request: web.Request) -> web.Response:
         self.requests["health"] += 1
@@ -182,9 +200,10 @@ class EmbeddedServer:
                 if injected is not None:
                     return injected
             try:
-                return _json(fn(raw))
+                body = fn(raw)
             except E.ErrorReply as err:
                 return _error(err)
+            return _json(corrupt_body(fault, body) if fault in BODY_FAULT_KINDS else body)
 
         return handler
 
@@ -216,14 +235,20 @@ class EmbeddedServer:
                         await self._take_slot(slots)
                     tokens = len(out.prompt_ids) + out.completion_tokens
                     metrics.running_tokens += tokens
+                    generation, finished = metrics.begin_generation(out.completion_tokens, delay), False
                     try:
                         await asyncio.sleep(delay)
+                        finished = True
                     finally:
+                        metrics.end_generation(generation, finished)
                         metrics.running_tokens -= tokens
                         if slots is not None:
                             slots.release()
                 metrics.record(out.prompt_ids, out.completion_tokens)
-                return web.Response(body=out.body, content_type=_JSON)
+                body = corrupt_body(fault, out.body) if fault in BODY_FAULT_KINDS else out.body
+                if fault == "drip":
+                    return await self._drip(request, body)
+                return web.Response(body=body, content_type=_JSON)
             finally:
                 metrics.running -= 1
 
@@ -241,6 +266,8 @@ class EmbeddedServer:
 
     async def _inject(self, request: web.Request, kind: str) -> web.StreamResponse | None:
         """Apply one fault. None means "carry on and answer normally"."""
+        if kind in BODY_FAULT_KINDS or kind == "drip":
+            return None  # answered normally; the body corrupted (corrupt_body) or dripped (_drip) afterwards
         if kind == "slow":
             await asyncio.sleep(SLOW_FAULT_SECONDS)
             return None
@@ -253,7 +280,28 @@ class EmbeddedServer:
             if transport is not None:
                 transport.abort()
             raise asyncio.CancelledError  # nothing may be written on the aborted connection
-        return _error(E.fault(int(kind)))
+        if kind == "echo_auth":
+            return _error(E.echo_authorization(request.headers.get("Authorization")))
+        reply = _error(E.fault(int(kind)))
+        if self.faults.retry_after is not None and kind in ("429", "503"):
+            reply.headers["Retry-After"] = self.faults.retry_after
+        return reply
+
+    async def _drip(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        """The "drip" fault: status and headers now, then ``body`` one byte per
+        ``DRIP_BYTE_INTERVAL_S`` (until done, the client leaves, or the server stops)."""
+        assert self._stopping is not None
+        reply = web.StreamResponse(status=200, headers={"Content-Type": _JSON, "Content-Length": str(len(body))})
+        await reply.prepare(request)
+        try:
+            for offset in range(len(body)):
+                await reply.write(body[offset:offset + 1])
+                if self._stopping.is_set():
+                    break
+                await asyncio.sleep(DRIP_BYTE_INTERVAL_S)
+        except ConnectionError:
+            pass
+        return reply
 
     async def _admin_faults(self, request: web.Request) -> web.Response:
         self.requests["admin"] += 1
@@ -265,6 +313,9 @@ class EmbeddedServer:
                 self.faults.configure(body.get("rate", self.faults.rate), body.get("kinds"))
             if "fail_health" in body:
                 self.set_fail_health(body["fail_health"])
+            if "retry_after" in body:
+                value = body["retry_after"]
+                self.faults.retry_after = None if value is None else str(value)
         except (ValueError, TypeError) as exc:
             return _error(E.bad_request(str(exc)))
         return _json(orjson.dumps({"faults": self.faults.stats(), "fail_health": self.fail_health}))

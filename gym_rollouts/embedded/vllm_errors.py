@@ -117,3 +117,11 @@ def fault(status: int) -> ErrorReply:
     if status == 503:
         return ErrorReply(503, "Service unavailable (injected by gym_rollouts.embedded)", "ServiceUnavailableError")
     return ErrorReply(500, "Internal server error (injected by gym_rollouts.embedded)", "InternalServerError")
+
+
+def echo_authorization(header: str | None) -> ErrorReply:
+    """The "echo_auth" fault: a careless server that copies the request's credentials into its
+    error body, both as the header and as the bare key (for the secret-masking tests)."""
+    key = (header or "").partition(" ")[2] or (header or "")
+    return ErrorReply(500, f"Internal server error: rejected key {key} (request headers: "
+                           f"{{'Authorization': '{header}'}})", "InternalServerError")
