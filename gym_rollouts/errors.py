@@ -37,17 +37,19 @@ class TransportError(GymRolloutsError):
                  reason: str | None = None) -> None:
         super().__init__(message)
         self.server = server
-        self.kind = kind  # "connect" | "timeout" | "disconnected"
+        self.kind = kind  # "connect" | "timeout" | "disconnected" | "stalled" (abandoned by the router)
         self.reason = reason  # for "connect": "refused" | "dns" | None (other), e.g. for doctor
 
 
 class ServerStatusError(GymRolloutsError):
     """The server answered with a non-2xx status; retryable for 429 and every 5xx."""
 
-    def __init__(self, status: int, body: str, *, server: str | None = None, message: str | None = None) -> None:
+    def __init__(self, status: int, body: str, *, server: str | None = None, message: str | None = None,
+                 retry_after: str | None = None) -> None:
         self.status = status
         self.body = body
         self.server = server
+        self.retry_after = retry_after  # the answer's Retry-After header as sent (router/retry.py reads it)
         self.server_message = message or body
         super().__init__(f"HTTP {status} from {server or 'server'}: {self.server_message}")
 
@@ -62,8 +64,10 @@ class ProtocolError(GymRolloutsError):
 
 
 class MalformedReplyError(ProtocolError):
-    """A 2xx answer whose body breaks the protocol (e.g. not JSON) from a peer where that is likely
-    transient (a NeMo Gym environment): retried under the ``malformed`` budget, then reported."""
+    """A 2xx answer whose body breaks the protocol (not JSON, wrong shape, inconsistent token data
+    or usage) from a vLLM server or a NeMo Gym environment: the server is failing, like one that
+    answers 5xx; retried elsewhere under the ``malformed`` budget, then reported (naming
+    ``server``)."""
 
     retryable = True
 

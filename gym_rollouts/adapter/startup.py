@@ -3,14 +3,20 @@
 Reads ``/v1/models`` of every server once: the served ids (the configured model must be among
 them; without one configured, a single served model is used) and ``max_model_len`` (the smallest
 across the fleet, used to clamp ``max_tokens``).
+
+With ``allow_down`` (the engine), servers that do not answer (unreachable, or ``/models`` answering
+5xx) do not stop the run: each gets a warning naming its error and starts *down* (``FleetInfo.down``);
+the router lets it join once ``join_check`` passes (it answers and serves the run's model, with a
+``max_model_len`` no smaller than the run's). The run is refused only when no server answers, with
+the error of each. Any other problem (a wrong path, another model) is refused as before.
 """
 
 from __future__ import annotations
 
 import difflib
 import logging
-from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Iterable, Mapping
 
 import orjson
 
@@ -25,6 +31,11 @@ class FleetInfo:
     base_urls: tuple[str, ...]
     model_name: str
     max_model_len: int | None
+    down: Mapping[str, str] = field(default_factory=dict)  # base URL -> why it did not answer at start-up
+
+
+class ServerDownError(StartupError):
+    """A server that does not answer (yet): unreachable, or ``/models`` answering 5xx."""
 
 
 async def _models(transport: HttpTransport, base_url: str, timeout_s: float = 15.0) -> dict[str, Any] | None:
@@ -33,8 +44,9 @@ async def _models(transport: HttpTransport, base_url: str, timeout_s: float = 15
     if status == 404:
         return None
     if status != 200:
-        raise StartupError(f"{base_url}/models answered HTTP {status}: {raw[:200].decode('utf-8', 'replace')}",
-                           status=status)
+        error = ServerDownError if status >= 500 else StartupError
+        raise error(f"{base_url}/models answered HTTP {status}: {raw[:200].decode('utf-8', 'replace')}",
+                    status=status)
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -56,7 +68,7 @@ async def check_server(transport: HttpTransport, base_url: str,
                 log.warning("policy_base_url %s lacks /v1; using %s/v1 (put /v1 in your config)", url, url)
                 url = url + "/v1"
     except TransportError as exc:
-        raise StartupError(
+        raise ServerDownError(
             f"cannot reach the vLLM server at {url} ({exc.kind}): {exc}. Is it running? "
             f"Check with: curl {url.removesuffix('/v1')}/health"
         ) from None
@@ -119,21 +131,62 @@ def _choose_model(wanted: str | None, served: dict[str, list[str]]) -> str:
     return wanted
 
 
-async def discover_fleet(transport: HttpTransport, base_urls: tuple[str, ...], wanted_model: str | None) -> FleetInfo:
+async def discover_fleet(transport: HttpTransport, base_urls: tuple[str, ...], wanted_model: str | None, *,
+                         allow_down: bool = False) -> FleetInfo:
     urls: list[str] = []
     served: dict[str, list[str]] = {}
     lengths: dict[str, dict[str, int]] = {}
+    down: dict[str, str] = {}
     for base in base_urls:
-        url, data = await check_server(transport, base)
+        try:
+            url, data = await check_server(transport, base)
+        except ServerDownError as exc:
+            if not allow_down:
+                raise
+            url = base.rstrip("/")
+            down[url] = str(exc)
+            urls.append(url)
+            continue
         urls.append(url)
         served[url] = served_ids(data)
         lengths[url] = model_lengths(data)
+    if not served:  # allow_down, and nobody answered
+        if len(down) == 1:
+            raise ServerDownError(next(iter(down.values())))
+        raise ServerDownError(f"no vLLM server answered: {'; '.join(down.values())}")
     model = _choose_model(wanted_model, served)
-    known = [lengths[u][model] for u in urls if model in lengths[u]]
+    known = [lengths[u][model] for u in served if model in lengths[u]]
     if len(set(known)) > 1:
         log.warning("servers disagree on max_model_len for %s: %s; using the smallest", model, sorted(set(known)))
-    return FleetInfo(tuple(urls), model, min(known) if known else None)
+    for url, reason in down.items():
+        log.warning("server %s does not answer; the run starts without it and it joins once it answers "
+                    "(%s)", url, reason)
+    return FleetInfo(tuple(urls), model, min(known) if known else None, down)
 
 
-__all__ = ["FleetInfo", "discover_fleet", "check_server", "closest_model", "choose_model", "served_ids",
-           "model_lengths", "model_entry"]
+def join_check(transport: HttpTransport, model: str, max_model_len: int | None,
+               timeout_s: float = 15.0) -> Callable[[str], Awaitable[str]]:
+    """The router's check for a server that was down at start-up: returns its usable base URL once
+    it answers and serves ``model``; raises ``TransportError`` while it does not answer and
+    ``StartupError`` when it cannot serve this run (another model, a smaller ``max_model_len``, a
+    wrong path): it then stays out."""
+
+    async def check(base_url: str) -> str:
+        try:
+            url, data = await check_server(transport, base_url, timeout_s)
+        except ServerDownError as exc:
+            raise TransportError(str(exc), server=base_url) from None
+        ids = served_ids(data)
+        if model not in ids:
+            raise StartupError(f"it serves {', '.join(ids) or 'no model'}, not this run's {model}")
+        length = model_lengths(data).get(model)
+        if max_model_len is not None and length is not None and length < max_model_len:
+            raise StartupError(f"its max_model_len {length} is below this run's {max_model_len} (the smallest "
+                               f"of the servers that answered at start-up)")
+        return url
+
+    return check
+
+
+__all__ = ["FleetInfo", "ServerDownError", "discover_fleet", "join_check", "check_server", "closest_model",
+           "choose_model", "served_ids", "model_lengths", "model_entry"]

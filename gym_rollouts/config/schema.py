@@ -59,18 +59,24 @@ class TransportConfig:
     router; see gym_rollouts/router/retry.py for the kinds of ``retry_budget``)."""
 
     connect_timeout_s: float = 10.0
-    read_timeout_s: float = 900.0
+    read_timeout_s: float = 900.0  # send -> status line and headers (the generation itself)
+    body_timeout_s: float = 10.0  # headers -> the whole body (vLLM sends it in one piece)
+    call_timeout_s: float = 1800.0  # one model call in total: every attempt and backoff
     keepalive_s: float = 4.0
     max_retries: int = 8
     retry_budget: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_RETRY_BUDGET))
     backoff_base_s: float = 0.25
     backoff_max_s: float = 8.0
     retry_deadline_s: float = 1800.0
+    retry_after_max_s: float = 60.0  # the longest Retry-After (429/503) waited for
 
     def __post_init__(self) -> None:
         problems = [f"transport.{name} must be > 0" for name in
-                    ("connect_timeout_s", "read_timeout_s", "keepalive_s", "backoff_base_s", "retry_deadline_s")
+                    ("connect_timeout_s", "read_timeout_s", "body_timeout_s", "call_timeout_s", "keepalive_s",
+                     "backoff_base_s", "retry_deadline_s")
                     if getattr(self, name) <= 0]
+        if self.retry_after_max_s < 0:
+            problems.append("transport.retry_after_max_s must be >= 0 (0 = never wait for a Retry-After)")
         if self.max_retries < 0:
             problems.append("transport.max_retries must be >= 0")
         if self.backoff_max_s < self.backoff_base_s:
@@ -96,9 +102,13 @@ class RouterConfig:
     use_metrics: bool = False
     metrics_interval_s: float = 1.0
     kv_cache_saturation: float = 0.95
+    stall_timeout_s: float = 30.0  # calls in flight, no answer, vLLM counters still: stalled (0 = off)
+    dead_fleet_timeout_s: float = 60.0  # no server answered anything this long: stop the run (0 = off)
 
     def __post_init__(self) -> None:
         problems = []
+        if self.stall_timeout_s < 0 or self.dead_fleet_timeout_s < 0:
+            problems.append("router.stall_timeout_s and router.dead_fleet_timeout_s must be >= 0 (0 = off)")
         if self.overload_factor < 1.0:
             problems.append("router.overload_factor must be >= 1")
         if self.overload_min_gap < 0:

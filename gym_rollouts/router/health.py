@@ -11,6 +11,13 @@
   over (the dispatcher calls it before each choice), so a down server is tried again.
 - Any successful request (or a 4xx answer, which proves the server is alive) resets the trips
   and ends probation.
+- A 429/503 ``Retry-After`` (``hold_s``) keeps the server down at least that long, even past the
+  cooldown and whatever the probes say.
+- ``stalled``: the server had calls in flight and made no progress (see liveness): a trip, as a
+  request failure.
+- A server that did not answer at start-up is *joining* (``absent``): down, and out of probes and
+  cooldowns until ``join`` (it answered and serves the run's model) or ``exclude`` (it serves
+  another model: it stays out).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from dataclasses import dataclass
 from gym_rollouts.router.policy import ServerState
 
 UP, DOWN = "up", "down"
+JOINING, EXCLUDED = "joining", "excluded"
 
 
 @dataclass
@@ -29,6 +37,7 @@ class _Health:
     probe_failures: int = 0
     downs: int = 0  # up -> down transitions, for stats
     reason: str = ""
+    excluded: bool = False  # answered with another model: never joins
 
 
 class HealthTracker:
@@ -48,16 +57,59 @@ class HealthTracker:
         return self._h[index].reason
 
     def state(self, index: int) -> str:
-        s = self.servers[index]
+        s, h = self.servers[index], self._h[index]
+        if h.excluded:
+            return EXCLUDED
+        if not s.member:
+            return JOINING
         return DOWN if not s.up else ("probation" if s.probation else UP)
 
-    def request_failed(self, index: int, now: float, reason: str) -> str | None:
-        """A retryable failure of a request sent to ``index``; returns DOWN on a transition."""
+    def is_member(self, index: int) -> bool:
+        """Joined the run (answered at start-up or joined later); excluded servers never are."""
+        return self.servers[index].member
+
+    def joining(self, index: int) -> bool:
+        """Down since start-up, waiting to answer (not excluded)."""
+        return not self.servers[index].member and not self._h[index].excluded
+
+    def request_failed(self, index: int, now: float, reason: str, hold_s: float | None = None) -> str | None:
+        """A retryable failure of a request sent to ``index``; returns DOWN on a transition.
+        ``hold_s`` (the server's Retry-After) keeps it down at least that long."""
         s, h = self.servers[index], self._h[index]
         if not s.up:
+            if hold_s is not None:
+                h.down_until = max(h.down_until, now + hold_s)
             return None
         h.trips += 1
-        return self._down(index, now + min(self.cooldown_max_s, self.cooldown_s * 2.0 ** (h.trips - 1)), reason)
+        cooldown = min(self.cooldown_max_s, self.cooldown_s * 2.0 ** (h.trips - 1))
+        return self._down(index, now + max(cooldown, hold_s or 0.0), reason)
+
+    def stalled(self, index: int, now: float, reason: str) -> str | None:
+        """The server had calls in flight and made no progress: a trip; DOWN on a transition."""
+        return self.request_failed(index, now, reason)
+
+    def absent(self, index: int, reason: str) -> None:
+        """Did not answer at start-up: down and joining."""
+        s, h = self.servers[index], self._h[index]
+        s.up = s.probation = s.member = False
+        h.reason = reason
+
+    def join(self, index: int) -> None:
+        """A joining server answered and serves the run's model: up from now on."""
+        s, h = self.servers[index], self._h[index]
+        h.trips, h.probe_failures, h.down_until = 0, 0, 0.0
+        s.up, s.probation, s.member = True, False, True
+
+    def exclude(self, index: int, reason: str) -> None:
+        """A joining server that cannot serve this run (another model): it stays out."""
+        h = self._h[index]
+        h.excluded = True
+        h.reason = reason
+        self.servers[index].member = False
+
+    def unresponsive(self, index: int) -> bool:
+        """Its last ``probe_failures_to_down`` health probes (at least) all failed."""
+        return self._h[index].probe_failures >= self.probe_failures_to_down
 
     def request_succeeded(self, index: int) -> None:
         h = self._h[index]
@@ -83,7 +135,7 @@ class HealthTracker:
 
     def _back_up(self, index: int, now: float) -> str | None:
         s, h = self.servers[index], self._h[index]
-        if s.up or now < h.down_until:
+        if s.up or now < h.down_until or not s.member:
             return None
         s.up = True
         s.probation = h.trips > 0

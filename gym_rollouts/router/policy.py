@@ -16,8 +16,9 @@
 
 A server *accepts* traffic when it is up, except that a server just back from a failure is on
 probation and takes one request at a time until one succeeds. When no server accepts, the
-least bad choice is made (a server not yet tried for this call, then any), so a call is never
-refused here: the retry policy decides when to give up.
+least bad choice is made (a server not yet tried for this call, then any member), so a call is
+never refused here: the retry policy decides when to give up. Servers that are not members of
+the run (down at start-up and not joined yet, or serving another model) are never chosen.
 
 ``hash`` pins ``sha256(key) % N`` (NeMo Gym's behaviour) and ``round_robin`` rotates over the
 servers per call; both are baselines for the benchmark.
@@ -38,6 +39,7 @@ class ServerState:
     url: str
     weight: float = 1.0
     up: bool = True
+    member: bool = True  # False: not (yet) part of the run: never chosen
     probation: bool = False  # back from a failure: one request at a time until one succeeds
     in_flight: int = 0  # our requests sent and not yet answered, failed or cancelled
     waiting: float = 0.0  # vllm:num_requests_waiting (when /metrics is polled)
@@ -114,8 +116,9 @@ class RoutingPolicy:
                 return untried
         if accepting:
             return accepting
-        untried = [i for i in range(len(servers)) if i not in exclude]
-        return untried or list(range(len(servers)))
+        members = [i for i, s in enumerate(servers) if s.member] or list(range(len(servers)))
+        untried = [i for i in members if i not in exclude]
+        return untried or members
 
     def _least_loaded(self, candidates: list[int]) -> int:
         """Lowest load; among equals the first at or after the rotating cursor."""

@@ -4,7 +4,10 @@ A failed attempt is classified into a *kind*; only these kinds are retried:
 
 - ``connect``: the TCP connection could not be made (refused, connect timeout);
 - ``disconnected``: the connection broke before a complete answer;
-- ``timeout``: no answer within the read timeout (a hung server);
+- ``timeout``: no answer within the read timeout, or a body that did not finish in time (a
+  dripping server);
+- ``stalled``: abandoned by the router while in flight, because its server stalled (no answer, no
+  progress in vLLM's counters) or failed its health probes: retried elsewhere at once;
 - ``status_429``: HTTP 429 (server asks us to back off);
 - ``status_5xx``: HTTP 500/502/503/504 and other 5xx;
 - ``malformed``: a 2xx answer that is not what the protocol says (only errors that declare
@@ -13,22 +16,29 @@ A failed attempt is classified into a *kind*; only these kinds are retried:
 Everything else is returned to the caller at once: HTTP 4xx other than 429 (a context-length
 400 among them, which the adapter turns into an ``incomplete`` rollout), protocol errors, and
 programming errors. Each kind has its own budget (retries of that kind per call), all kinds
-share ``max_retries``, and no retry starts after the call's deadline. The delay before retry
-``n`` is a jittered exponential backoff: ``min(max, base * 2**(n-1))`` times a factor drawn
-uniformly from [0.5, 1.5), capped at ``max``.
+share ``max_retries``, and no retry starts after the call's deadline (the earlier of
+``retry_deadline_s`` and ``call_timeout_s``). The delay before retry ``n`` is a jittered
+exponential backoff: ``min(max, base * 2**(n-1))`` times a factor drawn uniformly from [0.5, 1.5),
+capped at ``max``; none after a ``stalled`` attempt when another server accepts.
+
+``Retry-After`` (429 / 503; ``parse_retry_after`` reads delay-seconds or an HTTP date): when no
+other server accepts, the retry waits at least that long; a delay above ``retry_after_max_s`` or
+past the deadline ends the call instead. When another server accepts, the retry goes there after
+the usual backoff (the dispatcher keeps the asking server down for the delay).
 """
 
 from __future__ import annotations
 
+import email.utils
 import random
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from gym_rollouts.errors import ProtocolError, ServerStatusError, TransportError
 
-RETRY_KINDS = ("connect", "disconnected", "timeout", "status_429", "status_5xx", "malformed")
+RETRY_KINDS = ("connect", "disconnected", "timeout", "stalled", "status_429", "status_5xx", "malformed")
 DEFAULT_RETRY_BUDGET: Mapping[str, int] = {
-    "connect": 6, "disconnected": 4, "timeout": 2, "status_429": 8, "status_5xx": 4, "malformed": 2,
+    "connect": 6, "disconnected": 4, "timeout": 2, "stalled": 4, "status_429": 8, "status_5xx": 4, "malformed": 2,
 }
 
 
@@ -49,7 +59,7 @@ def failure_kind(exc: BaseException) -> str | None:
     if not getattr(exc, "retryable", False):
         return None
     if isinstance(exc, TransportError):
-        return exc.kind if exc.kind in ("connect", "timeout") else "disconnected"
+        return exc.kind if exc.kind in ("connect", "timeout", "stalled") else "disconnected"
     if isinstance(exc, ServerStatusError):
         return "status_429" if exc.status == 429 else "status_5xx"
     if isinstance(exc, ProtocolError):
@@ -65,14 +75,16 @@ class RetryPolicy:
     budget: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_RETRY_BUDGET))
     backoff_base_s: float = 0.25
     backoff_max_s: float = 8.0
-    deadline_s: float = 1800.0
+    deadline_s: float = 1800.0  # no retry starts later than this after the call began
+    retry_after_max_s: float = 60.0
 
     @classmethod
     def from_config(cls, tcfg: Any) -> "RetryPolicy":
         """From a ``TransportConfig``; kinds missing from its ``retry_budget`` keep the defaults."""
         return cls(max_retries=tcfg.max_retries, budget={**DEFAULT_RETRY_BUDGET, **dict(tcfg.retry_budget)},
                    backoff_base_s=tcfg.backoff_base_s, backoff_max_s=tcfg.backoff_max_s,
-                   deadline_s=tcfg.retry_deadline_s)
+                   deadline_s=min(tcfg.retry_deadline_s, tcfg.call_timeout_s),
+                   retry_after_max_s=tcfg.retry_after_max_s)
 
     def backoff(self, retry_number: int, rng: random.Random) -> float:
         """Delay before retry number ``retry_number`` (1-based)."""
@@ -90,16 +102,47 @@ class RetryState:
     used: dict[str, int] = field(default_factory=dict)
     total: int = 0
 
-    def next_delay(self, exc: BaseException, now: float) -> float | None:
-        """Seconds to wait before retrying after ``exc`` at time ``now``; None = give up."""
+    def next_delay(self, exc: BaseException, now: float, *, server_delay: float | None = None,
+                   elsewhere: bool = False) -> float | None:
+        """Seconds to wait before retrying after ``exc`` at time ``now``; None = give up.
+        ``server_delay``: the failed server's Retry-After in seconds; ``elsewhere``: another
+        server accepts traffic now (the retry goes there)."""
+        policy = self.policy
         kind = failure_kind(exc)
-        if kind is None or self.total >= self.policy.max_retries:
+        if kind is None or self.total >= policy.max_retries:
             return None
-        if self.used.get(kind, 0) >= self.policy.budget.get(kind, 0):
+        if self.used.get(kind, 0) >= policy.budget.get(kind, 0):
             return None
-        delay = self.policy.backoff(self.total + 1, self.rng)
-        if now + delay > self.started + self.policy.deadline_s:
+        deadline = self.started + policy.deadline_s
+        delay = 0.0 if kind == "stalled" and elsewhere else policy.backoff(self.total + 1, self.rng)
+        if server_delay is not None and not elsewhere:
+            if server_delay > policy.retry_after_max_s or now + server_delay > deadline:
+                return None  # the only servers left ask for more time than we may wait
+            delay = max(delay, server_delay)
+        if now + delay > deadline:
             return None
         self.used[kind] = self.used.get(kind, 0) + 1
         self.total += 1
         return delay
+
+
+def parse_retry_after(value: str | None, now_epoch: float) -> float | None:
+    """A ``Retry-After`` header as seconds from now (>= 0): delay-seconds (``"3"``, ``"1.5"``) or an
+    HTTP date (``"Wed, 21 Oct 2026 07:28:00 GMT"``, against ``now_epoch``, Unix seconds); None
+    when absent or unreadable (then the usual backoff applies)."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # an HTTP date is always GMT
+            return None
+        seconds = when.timestamp() - now_epoch
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # nan / inf
+        return None
+    return max(0.0, seconds)

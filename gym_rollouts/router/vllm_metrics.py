@@ -9,6 +9,10 @@ engines at 0.5 are 50% full, not 100%). It also keeps the labels of ``*_info`` i
 
 ``parse_load`` is the router's view: waiting requests (summed over engines) and KV-cache usage (the
 highest engine) as a fraction in [0, 1].
+
+``parse_progress`` is the stall detector's view, read without parsing the whole page: the sum of
+the counters that move while the server works (``PROGRESS_COUNTERS``: generated and prefilled
+tokens, finished requests, engine steps), or None when the page has none of them.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)')
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 _WAITING = "vllm:num_requests_waiting"
 _KV = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
+PROGRESS_COUNTERS = ("vllm:generation_tokens_total", "vllm:prompt_tokens_total", "vllm:request_success_total",
+                     "vllm:iteration_tokens_total_count")
 
 
 @dataclass
@@ -99,3 +105,26 @@ def parse_load(text: str) -> ServerLoad | None:
     if waiting is None and kv is None:
         return None
     return ServerLoad(waiting=waiting or 0.0, kv_usage=min(1.0, max(0.0, kv or 0.0)))
+
+
+def parse_progress(text: str) -> float | None:
+    """The sum of ``PROGRESS_COUNTERS`` over engines and label sets (None: none of them present).
+    Any change between two readings means the server did some work in between."""
+    total, seen = 0.0, False
+    for line in text.splitlines():
+        if not line.startswith(PROGRESS_COUNTERS):
+            continue
+        name, _, rest = line.partition("{")
+        if rest:  # labels: the value follows the closing brace
+            name = name.rstrip()
+            rest = rest.rpartition("}")[2]
+        else:
+            name, _, rest = line.partition(" ")
+        if name not in PROGRESS_COUNTERS:  # a longer name sharing the prefix
+            continue
+        try:
+            total += float(rest.split()[0])
+        except (ValueError, IndexError):
+            continue
+        seen = True
+    return total if seen else None

@@ -3,16 +3,22 @@
 - One ``ClientSession`` + ``TCPConnector`` sized to the run's concurrency, and a small separate
   one for control traffic (``/health`` probes, ``/metrics`` polls: ``get(..., control=True)``),
   so a probe never waits for a pool slot behind generation requests (nor behind a hung server's).
-- Timeouts: ``connect_timeout_s`` bounds the TCP connect; ``read_timeout_s`` bounds the wait for
-  each read of the answer (vLLM sends a non-streamed answer in one go, so this is the longest a
-  generation may take). A call may pass ``timeout_s`` to bound it in total instead (probes).
+- Timeouts: ``connect_timeout_s`` bounds the TCP connect; ``read_timeout_s`` bounds each wait for
+  bytes of the answer (vLLM answers a non-streamed call once the generation is over, so this is
+  the longest a generation may take); ``body_timeout_s`` bounds reading the body once the headers
+  are in, in total (vLLM sends it in one piece, usually with the headers: then no timer is set at
+  all; a body still coming after that long is a server dripping it). A call may pass ``timeout_s``
+  to bound it in total instead (probes, environments); the body bound applies too. A server
+  dripping its *headers* resets the per-read timeout: the router's per-call deadline
+  (``call_timeout_s``) bounds every model call in total.
 - Client keep-alive (``keepalive_s``) below vLLM's 5 s server keep-alive. Should the server still
   close a pooled socket just as we reuse it, the request is retried once on a fresh connection;
   this happens only when the failing connection was a *reused* one (seen through aiohttp's
   tracing hooks), so a server that drops a fresh connection is reported, not retried here.
 - Every failure becomes one of our errors: ``TransportError`` (kind ``connect`` / ``timeout`` /
-  ``disconnected``), ``ServerStatusError`` (non-2xx, with the body), ``ProtocolError`` (2xx, not
-  JSON). Retries across servers live in the router; this module only maps and reports.
+  ``disconnected``), ``ServerStatusError`` (non-2xx, with the body and the ``Retry-After`` header
+  as sent), ``ProtocolError`` (2xx, not JSON). Retries across servers live in the router; this
+  module only maps and reports.
 - No cookie jar: nothing a server sets is ever sent back by the session itself (a shared jar would
   leak one rollout's environment session into every other rollout). A caller that needs a cookie
   (a NeMo Gym environment's per-rollout session) reads ``Answer.cookies`` and sends it explicitly.
@@ -44,11 +50,19 @@ VLLM_SERVER_KEEPALIVE_S = 5.0
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """One HTTP answer, whatever its status: the raw body and the cookies it sets."""
+    """One HTTP answer, whatever its status: the raw body, the cookies it sets, and its
+    ``Retry-After`` header (kept for non-2xx answers only)."""
 
     status: int
     body: bytes
     cookies: dict[str, str]
+    retry_after: str | None = None
+
+
+def status_error(status: int, body: bytes, server: str, retry_after: str | None = None) -> ServerStatusError:
+    """The ``ServerStatusError`` of a non-2xx answer (vLLM's message extracted, Retry-After kept)."""
+    text = body.decode("utf-8", "replace")
+    return ServerStatusError(status, text, server=server, message=error_message(text), retry_after=retry_after)
 
 
 class _Attempt:
@@ -127,10 +141,9 @@ class HttpTransport:
                         timeout_s: float | None = None) -> Any:
         """POST ``body`` as JSON, return the decoded JSON answer or raise one of our errors."""
         data = orjson.dumps(body)
-        status, raw, _ = await self._send("POST", url, data, server or url, timeout_s)
+        status, raw, _, retry_after = await self._send("POST", url, data, server or url, timeout_s)
         if status >= 300:
-            text = raw.decode("utf-8", "replace")
-            raise ServerStatusError(status, text, server=server or url, message=error_message(text))
+            raise status_error(status, raw, server or url, retry_after)
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -139,45 +152,58 @@ class HttpTransport:
     async def post(self, url: str, data: bytes, *, server: str | None = None, timeout_s: float | None = None,
                    headers: Mapping[str, str] | None = None) -> Answer:
         """POST raw JSON bytes; the answer whatever its status (only transport failures raise)."""
-        status, raw, cookies = await self._send("POST", url, data, server or url, timeout_s, headers=headers)
-        return Answer(status, raw, cookies)
+        status, raw, cookies, retry_after = await self._send("POST", url, data, server or url, timeout_s,
+                                                             headers=headers)
+        return Answer(status, raw, cookies, retry_after)
 
     async def get(self, url: str, *, timeout_s: float | None = None, control: bool = False) -> tuple[int, bytes]:
         """GET returning (status, body); transport failures raise ``TransportError``.
         ``control=True`` sends it on the control session (probes and polls)."""
-        status, raw, _ = await self._send("GET", url, None, url, timeout_s, control=control)
+        status, raw, _, _ = await self._send("GET", url, None, url, timeout_s, control=control)
         return status, raw
 
     async def _send(self, method: str, url: str, data: bytes | None, server: str, timeout_s: float | None, *,
                     control: bool = False, headers: Mapping[str, str] | None = None
-                    ) -> tuple[int, bytes, dict[str, str]]:
+                    ) -> tuple[int, bytes, dict[str, str], str | None]:
         session = self.session
         if control and self._control is not None:
             session = self._control
         # No ``timeout`` argument = the session's (connect + read); ``timeout=None`` would mean none at all.
-        extra: dict[str, Any] = {}
-        if headers:
-            extra["headers"] = headers
+        extra: dict[str, Any] = {"headers": headers} if headers else {}
+        cfg = self._cfg
         if timeout_s:
-            extra["timeout"] = aiohttp.ClientTimeout(total=timeout_s, sock_connect=self._cfg.connect_timeout_s)
-        limits = (self._cfg.connect_timeout_s, timeout_s or self._cfg.read_timeout_s)  # for error messages
+            extra["timeout"] = aiohttp.ClientTimeout(total=timeout_s, sock_connect=cfg.connect_timeout_s)
+        answer_s = timeout_s or cfg.read_timeout_s
         for retry in (False, True):
             attempt = _Attempt()
+            in_body = False
             try:
                 async with session.request(method, url, data=data, trace_request_ctx=attempt, **extra) as resp:
-                    raw = await resp.read()
+                    in_body = True
+                    if resp.content.is_eof():  # the whole body came with the headers: the common case
+                        raw = await resp.read()
+                    else:  # still coming: it gets body_timeout_s (one timer, only on this path)
+                        async with asyncio.timeout(cfg.body_timeout_s):
+                            raw = await resp.read()
+                    headers_in = resp.headers
                     cookies = ({name: morsel.value for name, morsel in resp.cookies.items()}
-                               if "Set-Cookie" in resp.headers else {})  # .cookies builds a SimpleCookie per call
-                    return resp.status, raw, cookies
+                               if "Set-Cookie" in headers_in else {})  # .cookies builds a SimpleCookie per call
+                    status = resp.status
+                    return status, raw, cookies, headers_in.get("Retry-After") if status >= 300 else None
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-                stale = attempt.reused and not isinstance(exc, aiohttp.ClientConnectorError)
+                stale = attempt.reused and not in_body and not isinstance(exc, aiohttp.ClientConnectorError)
                 if stale and not retry:
                     self.stale_socket_retries += 1
                     log.debug("%s %s: pooled socket closed by the server (%s); retrying once", method, url, exc)
                     continue
-                raise _map_error(exc, server, *limits) from None
+                raise _map_error(exc, server, cfg.connect_timeout_s, answer_s) from None
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                raise _map_error(exc, server, *limits) from None
+                if in_body and isinstance(exc, asyncio.TimeoutError) and not isinstance(exc, aiohttp.ClientError):
+                    raise TransportError(
+                        f"{server} sent its headers but not the whole body within {cfg.body_timeout_s:g}s "
+                        f"(transport.body_timeout_s): a server dripping its answer", server=server,
+                        kind="timeout") from None
+                raise _map_error(exc, server, cfg.connect_timeout_s, answer_s) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
 

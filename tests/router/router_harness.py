@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 from gym_rollouts.config.schema import RouterConfig, TransportConfig
 from gym_rollouts.router.dispatcher import Dispatcher
@@ -28,10 +28,17 @@ def body(rollout: int, turn: int) -> dict:
 @contextlib.asynccontextmanager
 async def open_dispatcher(urls: Sequence[str], *, router: RouterConfig = FAST_ROUTER,
                           transport: TransportConfig = FAST_TRANSPORT, concurrency: int = 16,
+                          dispatcher_kw: Mapping[str, Any] | None = None,
                           **router_overrides) -> AsyncIterator[Dispatcher]:
+    """A dispatcher over ``urls``; ``dispatcher_kw`` go to ``Dispatcher`` (``vllm_servers``,
+    ``on_fleet_dead``, ``join_check``, ``absent``; a ``join_check`` factory taking the transport is
+    called with it)."""
     rcfg = dataclasses.replace(router, **router_overrides) if router_overrides else router
     async with HttpTransport(transport, concurrency=concurrency) as http:
-        async with Dispatcher(tuple(urls), http, rcfg, transport) as dispatcher:
+        kw = dict(dispatcher_kw or {})
+        if callable(kw.get("join_check_factory")):
+            kw["join_check"] = kw.pop("join_check_factory")(http)
+        async with Dispatcher(tuple(urls), http, rcfg, transport, **kw) as dispatcher:
             yield dispatcher
 
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from gym_rollouts.router.latency import LatencyHistogram
-from gym_rollouts.router.vllm_metrics import ServerLoad, parse_load
+from gym_rollouts.router.vllm_metrics import ServerLoad, parse_load, parse_progress
 
 
 def test_histogram_quantiles_are_within_bucket_precision() -> None:
@@ -58,3 +58,28 @@ vllm:kv_cache_usage_perc{engine="1",model_name="m"} 0.5
 ])
 def test_parse_load(text, load) -> None:
     assert parse_load(text) == load
+
+
+PROGRESS_PAGE = """# HELP vllm:generation_tokens_total Number of generation tokens processed.
+# TYPE vllm:generation_tokens_total counter
+vllm:generation_tokens_total{engine="0",model_name="m"} 120.0
+vllm:generation_tokens_total{engine="1",model_name="m"} 30.0
+vllm:generation_tokens_created{engine="0",model_name="m"} 1.7e9
+vllm:prompt_tokens_total{engine="0",model_name="m"} 40.0
+vllm:request_success_total{engine="0",finished_reason="stop",model_name="m"} 5.0 1700000000
+vllm:iteration_tokens_total_count{engine="0",model_name="m"} 9.0
+vllm:iteration_tokens_total_sum{engine="0",model_name="m"} 999.0
+vllm:num_requests_running{engine="0",model_name="m"} 7.0
+"""
+
+
+@pytest.mark.parametrize("text, progress", [
+    (PROGRESS_PAGE, 120.0 + 30.0 + 40.0 + 5.0 + 9.0),
+    ("vllm:generation_tokens_total 4\n", 4.0),
+    ('vllm:prompt_tokens_total{model_name="a}b"} 2.5\n', 2.5),  # a brace inside a label value
+    ("vllm:num_requests_running 3\nvllm:kv_cache_usage_perc 0.5\n", None),  # gauges are not progress
+    ("vllm:generation_tokens_total not-a-number\n", None),
+    ("", None),
+])
+def test_parse_progress(text, progress) -> None:
+    assert parse_progress(text) == progress

@@ -8,7 +8,7 @@ import pytest
 
 from gym_rollouts.config.schema import TransportConfig
 from gym_rollouts.errors import ConfigError, ProtocolError, ServerStatusError, TransportError
-from gym_rollouts.router.retry import RetryPolicy, RetryState, check_budget, failure_kind
+from gym_rollouts.router.retry import RetryPolicy, RetryState, check_budget, failure_kind, parse_retry_after
 
 CTX_400 = ('{"error":{"message":"This model\'s maximum context length is 2048 tokens. However, your prompt '
            'contains at least 2049 input tokens","type":"BadRequestError","param":"input_tokens","code":400}}')
@@ -101,3 +101,58 @@ def test_retryability_is_the_error_class_property() -> None:
         retryable = False
 
     assert failure_kind(NeverRetried("x", kind="connect")) is None
+
+
+def test_stalled_attempts_are_retried_elsewhere_at_once() -> None:
+    state = RetryState(policy(budget={"stalled": 2}), started=0.0, rng=random.Random(1))
+    abandoned = TransportError("abandoned in flight", kind="stalled")
+    assert failure_kind(abandoned) == "stalled"
+    assert state.next_delay(abandoned, 1.0, elsewhere=True) == 0.0
+    assert 0.0 < state.next_delay(abandoned, 1.0, elsewhere=False) <= 1.0  # nowhere else: the usual backoff
+    assert state.next_delay(abandoned, 1.0, elsewhere=True) is None  # its budget is spent
+
+
+@pytest.mark.parametrize("server_delay, elsewhere, now, expect", [
+    (3.0, False, 10.0, 3.0),      # the only server asks for 3 s: wait at least that
+    (0.01, False, 10.0, "backoff"),  # shorter than the backoff: the backoff wins
+    (3.0, True, 10.0, "backoff"),  # another server accepts: go there after the usual backoff
+    (30.0, False, 10.0, None),    # above retry_after_max_s (20) and nowhere else: give up now
+    (30.0, True, 10.0, "backoff"),  # ... unless another server accepts
+    (8.0, False, 95.0, None),     # past the call's deadline (100): give up now
+    (None, False, 10.0, "backoff"),
+])
+def test_retry_after_is_honoured_within_the_deadline_and_the_cap(server_delay, elsewhere, now, expect) -> None:
+    state = RetryState(policy(retry_after_max_s=20.0, backoff_base_s=0.1, backoff_max_s=0.15), started=0.0,
+                       rng=random.Random(3))
+    delay = state.next_delay(ServerStatusError(429, "{}"), now, server_delay=server_delay, elsewhere=elsewhere)
+    if expect is None:
+        assert delay is None and state.total == 0
+    elif expect == "backoff":
+        assert delay is not None and 0.05 <= delay <= 0.15
+    else:
+        assert delay == expect
+
+
+@pytest.mark.parametrize("header, now, seconds", [
+    ("3", 0.0, 3.0),
+    (" 1.5 ", 0.0, 1.5),
+    ("0", 0.0, 0.0),
+    ("-2", 0.0, 0.0),
+    ("Wed, 21 Oct 2026 07:28:00 GMT", 1792567670.0, 10.0),  # an HTTP date 10 s after now
+    ("Wed, 21 Oct 2026 07:28:00 GMT", 1792567690.0, 0.0),   # already past
+    ("Wed, 21 Oct 2026 07:28:00", 0.0, None),  # a date without its GMT zone
+    ("soon", 0.0, None),
+    ("inf", 0.0, None),
+    ("nan", 0.0, None),
+    ("", 0.0, None),
+    (None, 0.0, None),
+])
+def test_parse_retry_after(header, now, seconds) -> None:
+    assert parse_retry_after(header, now) == seconds
+
+
+def test_the_deadline_is_the_earlier_of_retry_deadline_and_call_timeout() -> None:
+    assert RetryPolicy.from_config(TransportConfig(call_timeout_s=40.0)).deadline_s == 40.0
+    assert RetryPolicy.from_config(TransportConfig(retry_deadline_s=30.0, call_timeout_s=40.0)).deadline_s == 30.0
+    with pytest.raises(ConfigError, match="call_timeout_s"):
+        TransportConfig(call_timeout_s=0)

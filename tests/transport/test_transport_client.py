@@ -9,6 +9,7 @@ import socket
 import time
 from typing import AsyncIterator, Callable
 
+import orjson
 import pytest
 
 from gym_rollouts.config.schema import TransportConfig
@@ -187,3 +188,37 @@ async def test_control_requests_do_not_queue_behind_a_full_data_pool() -> None:
             for task in hung:
                 task.cancel()
             await asyncio.gather(*hung, return_exceptions=True)
+
+
+async def test_a_dripping_body_is_cut_off_by_the_body_timeout() -> None:
+    # headers at once, then one body byte per 0.2 s: each read succeeds, so no per-read timeout fires
+    async with EmbeddedServer(EmbeddedConfig(fault_rate=1.0, fault_kinds=("drip",))) as srv, \
+            transport(read_timeout_s=30.0, body_timeout_s=0.6) as http:
+        started = time.monotonic()
+        with pytest.raises(TransportError) as info:
+            await http.post_json(srv.base_url + "/chat/completions", CHAT)
+        elapsed = time.monotonic() - started
+    assert info.value.kind == "timeout" and info.value.retryable
+    assert "headers but not the whole body within 0.6s" in str(info.value)
+    assert 0.5 < elapsed < 3.0, elapsed
+
+
+async def test_the_body_timeout_starts_only_when_the_headers_are_in() -> None:
+    # a 1 s generation (before the headers) with a 0.1 s body timeout: a long generation is not cut
+    async with EmbeddedServer(EmbeddedConfig(latency_ms=1000.0)) as srv, transport(body_timeout_s=0.1) as http:
+        reply = await http.post_json(srv.base_url + "/chat/completions", CHAT)
+    assert reply["choices"][0]["message"]["content"]
+
+
+@pytest.mark.parametrize("kind", ["429", "503"])
+async def test_retry_after_of_an_error_answer_is_kept(kind: str) -> None:
+    async with EmbeddedServer(EmbeddedConfig(fault_rate=1.0, fault_kinds=(kind,), fault_retry_after="7")) as srv, \
+            transport() as http:
+        with pytest.raises(ServerStatusError) as info:
+            await http.post_json(srv.base_url + "/chat/completions", CHAT)
+        assert info.value.status == int(kind) and info.value.retry_after == "7"
+        answer = await http.post(srv.base_url + "/chat/completions", b"{}")
+        assert answer.status == int(kind) and answer.retry_after == "7"
+        srv.set_faults(0.0)
+        answer = await http.post(srv.base_url + "/chat/completions", orjson.dumps(CHAT))
+        assert answer.status == 200 and answer.retry_after is None
