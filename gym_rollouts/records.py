@@ -37,8 +37,9 @@ def _or(value: Any, default: Any) -> Any:
 
 
 def build_response(*, params: Mapping[str, Any], model: str, output: list[dict[str, Any]],
-                   usage: dict[str, Any], incomplete: bool) -> dict[str, Any]:
-    """A Responses API ``response`` object (validates against the OpenAI SDK's ``Response``)."""
+                   usage: dict[str, Any] | None, incomplete: bool) -> dict[str, Any]:
+    """A Responses API ``response`` object (validates against the OpenAI SDK's ``Response``);
+    ``usage`` None (null): a model call's token counts are unknown (a server sent no usage)."""
     return {
         "id": new_id("resp"),
         "object": "response",

@@ -5,25 +5,36 @@ the previous call (to clamp ``max_tokens`` under ``max_model_len``) and the toke
 tracker. Pure conversions live in messages/request/reply/completions/tokens/context; this module
 only sequences them around the dispatcher:
 
-build body -> clamp max_tokens -> POST -> (context-length 400 -> empty turn ``context_length``;
-tool-parser refusal -> ``ToolSupportError`` naming the vLLM flags) -> reply -> items -> token
-capture (prompt ids from ``/tokenize`` only for servers without ``return_token_ids``) -> continuity.
+build body -> clamp max_tokens -> POST, the answer read inside the attempt (answer.py: an
+unusable 200 is retried elsewhere like a 5xx) -> (context-length 400 -> empty turn
+``context_length``; tool-parser refusal -> ``ToolSupportError`` naming the vLLM flags) -> token
+capture (prompt ids from ``/tokenize`` only for servers without ``return_token_ids``) -> usage
+(a reply without one: filled from the ids when captured, else counted unknown and the rollout's
+``response.usage`` is null) -> continuity.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
-from typing import Any, Mapping
+import logging
+from typing import Any, Awaitable, Callable, Mapping, TypeVar
 
-from gym_rollouts.adapter.completions import build_completions_body, completion_reply_to_turn
+import orjson
+
+from gym_rollouts.adapter.answer import read_generation, read_tokenize
+from gym_rollouts.adapter.completions import build_completions_body
 from gym_rollouts.adapter.context import clamp_max_tokens, is_context_length_error, ran_out_of_context
-from gym_rollouts.adapter.reply import ModelTurn, chat_reply_to_turn, map_usage
+from gym_rollouts.adapter.reply import ModelTurn, counted_usage
 from gym_rollouts.adapter.request import build_chat_body, tokenize_request
-from gym_rollouts.adapter.tokens import (CapturedTokens, ContinuityTracker, capture_chat_tokens,
-                                         capture_completion_tokens)
+from gym_rollouts.adapter.tokens import CapturedTokens, ContinuityTracker
 from gym_rollouts.config.schema import ModelConfig
 from gym_rollouts.errors import ProtocolError, ServerStatusError, ToolSupportError
 from gym_rollouts.router.dispatcher import Dispatcher
+from gym_rollouts.transport.client import Answer
+
+log = logging.getLogger(__name__)
+Read = TypeVar("Read")
 
 CONTEXT_LENGTH = "context_length"
 TOOL_PARSER_HINT = ("the vLLM server refused a request with tools because it runs without a tool-call "
@@ -49,13 +60,26 @@ class VLLMPolicy:
         self.context_length_stops = 0
         self.clamped_calls = 0
         self.tokenize_fallbacks = 0
+        self.usage_filled_from_ids = 0  # replies without usage, counted from their token ids
+        self.usage_unknown_calls = 0  # replies without usage and without ids to count
+        self._warned_no_usage: set[str] = set()
 
     def session(self) -> "PolicySession":
         return PolicySession(self, f"r{next(self._keys)}")
 
     def stats(self) -> dict[str, int]:
         return {"context_length_stops": self.context_length_stops, "clamped_calls": self.clamped_calls,
-                "tokenize_fallbacks": self.tokenize_fallbacks}
+                "tokenize_fallbacks": self.tokenize_fallbacks, "usage_filled_from_ids": self.usage_filled_from_ids,
+                "usage_unknown_calls": self.usage_unknown_calls}
+
+    def usage_unknown(self, server: str) -> None:
+        """A reply of ``server`` had no usage and there were no ids to count: say so once per server."""
+        self.usage_unknown_calls += 1
+        if server not in self._warned_no_usage:
+            self._warned_no_usage.add(server)
+            log.warning("%s answers without usage: the token counts of its calls are unknown (response.usage "
+                        "is null in their rollouts); token capture (model=vllm_for_training) counts them "
+                        "from the ids", server)
 
 
 class PolicySession:
@@ -91,8 +115,9 @@ class PolicySession:
             if clamped is not None and clamped != wanted:
                 body["max_tokens"] = clamped
                 p.clamped_calls += 1
+        read = functools.partial(read_generation, cfg=cfg)
         try:
-            server, reply = await p.dispatcher.post(path, body, self.key)
+            server, reply = await p.dispatcher.post(path, body, self.key, send=self._sender(body, read))
         except ServerStatusError as err:
             if is_context_length_error(err.status, err.server_message):
                 return self._context_stop()
@@ -101,28 +126,49 @@ class PolicySession:
                                        message=f"{TOOL_PARSER_HINT} (server said: {err.server_message})") from None
             raise
         self.servers.append(server)
-        turn = completion_reply_to_turn(reply, cfg) if cfg.use_completions_api else chat_reply_to_turn(reply, cfg)
+        turn = reply.turn
+        if reply.captured is not None:
+            await self._attach_tokens(turn, reply.captured, body)
         usage = turn.usage
+        if usage is None:
+            p.usage_unknown(server)
+            self.known_prompt_len = None
+            return turn
         self.known_prompt_len = usage["input_tokens"] + usage["output_tokens"] or None
         if ran_out_of_context(turn.finish_reason, usage["input_tokens"], usage["output_tokens"], wanted,
                               p.max_model_len):
             turn.incomplete_reason = CONTEXT_LENGTH
             p.context_length_stops += 1
-        if cfg.return_token_id_information:
-            await self._attach_tokens(turn, reply, body)
         return turn
+
+    def _sender(self, body: Mapping[str, Any], read: Callable[[Answer, str, str], Read]
+                ) -> Callable[[str, str], Awaitable[Read]]:
+        """The dispatcher's ``send=`` hook: post ``body`` (serialised once for all attempts) and
+        ``read`` the answer inside the attempt, so an unusable 200 counts against the server."""
+        transport, data = self._p.dispatcher.transport, orjson.dumps(body)
+
+        async def send(url: str, server: str) -> Read:
+            return read(await transport.post(url, data, server=server), url, server)
+
+        return send
 
     def _context_stop(self) -> ModelTurn:
         self._p.context_length_stops += 1
-        return ModelTurn(output=[], usage=map_usage(None), finish_reason=None, incomplete_reason=CONTEXT_LENGTH)
+        return ModelTurn(output=[], usage=counted_usage(0, 0), finish_reason=None, incomplete_reason=CONTEXT_LENGTH)
 
-    async def _attach_tokens(self, turn: ModelTurn, reply: Mapping[str, Any], body: Mapping[str, Any]) -> None:
+    async def _attach_tokens(self, turn: ModelTurn, captured: CapturedTokens, body: Mapping[str, Any]) -> None:
+        """Ids onto the last output item (the reply's ids already agree with its usage: answer.py);
+        prompt ids from /tokenize are checked here; a reply without usage is counted from the ids."""
         cfg = self._p.cfg
-        captured = capture_completion_tokens(reply) if cfg.use_completions_api else capture_chat_tokens(reply)
         prompt_ids = captured.prompt_token_ids
         if prompt_ids is None:
             prompt_ids = await self._tokenize(body)
-        _check_against_usage(captured, prompt_ids, turn.usage)
+            if turn.usage is not None and turn.usage["input_tokens"] != len(prompt_ids):
+                raise ProtocolError(f"the server reported {turn.usage['input_tokens']} prompt tokens but /tokenize "
+                                    f"gives the prompt {len(prompt_ids)} ids")
+        if turn.usage is None:
+            turn.usage = counted_usage(len(prompt_ids), len(captured.generation_token_ids))
+            self._p.usage_filled_from_ids += 1
         if not turn.output:
             raise ProtocolError("a model call with token capture produced no output item to attach ids to")
         last = turn.output[-1]
@@ -136,21 +182,10 @@ class PolicySession:
         """Prompt ids from ``/tokenize`` (same messages, tools and template kwargs as the call)
         for servers without ``return_token_ids``."""
         self._p.tokenize_fallbacks += 1
-        _, answer = await self._p.dispatcher.post("/tokenize", tokenize_request(body), self.key, at_root=True)
-        tokens = answer.get("tokens") if isinstance(answer, dict) else None
-        if not isinstance(tokens, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
-            raise ProtocolError(f"/tokenize answered without a token list: {str(answer)[:200]}")
+        request = tokenize_request(body)
+        _, tokens = await self._p.dispatcher.post("/tokenize", request, self.key, at_root=True,
+                                                  send=self._sender(request, read_tokenize))
         return tokens
-
-
-def _check_against_usage(captured: CapturedTokens, prompt_ids: list[int], usage: Mapping[str, Any]) -> None:
-    """Ids and usage must agree: a mismatch means the ids are not the ones the server counted."""
-    generated, prompt = usage.get("output_tokens"), usage.get("input_tokens")
-    if generated and len(captured.generation_token_ids) != generated:
-        raise ProtocolError(f"the server reported {generated} completion tokens but sent "
-                            f"{len(captured.generation_token_ids)} generation token ids")
-    if prompt and len(prompt_ids) != prompt:
-        raise ProtocolError(f"the server reported {prompt} prompt tokens but the prompt has {len(prompt_ids)} ids")
 
 
 __all__ = ["VLLMPolicy", "PolicySession", "CapturedTokens", "CONTEXT_LENGTH", "TOOL_PARSER_HINT"]

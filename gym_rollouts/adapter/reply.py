@@ -34,7 +34,7 @@ class ModelTurn:
     read them from there."""
 
     output: list[dict[str, Any]]
-    usage: dict[str, Any]
+    usage: dict[str, Any] | None  # None: the server sent no usage (the session fills it from the ids)
     finish_reason: str | None
     incomplete_reason: str | None = None  # "max_output_tokens" | "context_length" | None
 
@@ -125,21 +125,42 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
-def map_usage(usage: Any) -> dict[str, Any]:
-    """Chat/completions ``usage`` -> Responses ``usage`` (cached and reasoning token details when
-    present, else 0)."""
-    usage = usage if isinstance(usage, Mapping) else {}
-    prompt, completion = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
-    prompt_details = usage.get("prompt_tokens_details") or {}
-    completion_details = usage.get("completion_tokens_details") or {}
+def counted_usage(prompt: int, completion: int, *, cached: int = 0, reasoning: int = 0,
+                  total: int = 0) -> dict[str, Any]:
+    """A Responses ``usage`` object from token counts (``total`` 0: prompt + completion)."""
     return {
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": _count(prompt_details.get("cached_tokens")),
-                                 "cache_write_tokens": 0},
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
         "output_tokens": completion,
-        "output_tokens_details": {"reasoning_tokens": _count(completion_details.get("reasoning_tokens"))},
-        "total_tokens": _count(usage.get("total_tokens")) or prompt + completion,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": total or prompt + completion,
     }
+
+
+def _token_count(usage: Mapping[str, Any], key: str) -> int:
+    value = usage.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ProtocolError(f"usage.{key} must be an integer >= 0, got {value!r}"[:200])
+    return value
+
+
+def map_usage(usage: Any) -> dict[str, Any] | None:
+    """Chat/completions ``usage`` -> Responses ``usage`` (cached and reasoning token details when
+    present, else 0). None when the server sent none (absent, null, or neither count in it): the
+    counts are unknown, never 0. Counts that are not integers >= 0 raise ``ProtocolError``."""
+    if usage is None:
+        return None
+    if not isinstance(usage, Mapping):
+        raise ProtocolError(f"usage must be an object or null, got {type(usage).__name__}")
+    if "prompt_tokens" not in usage and "completion_tokens" not in usage:
+        return None
+    prompt_details, completion_details = usage.get("prompt_tokens_details"), usage.get("completion_tokens_details")
+    prompt_details = prompt_details if isinstance(prompt_details, Mapping) else {}
+    completion_details = completion_details if isinstance(completion_details, Mapping) else {}
+    return counted_usage(_token_count(usage, "prompt_tokens"), _token_count(usage, "completion_tokens"),
+                         cached=_count(prompt_details.get("cached_tokens")),
+                         reasoning=_count(completion_details.get("reasoning_tokens")),
+                         total=_count(usage.get("total_tokens")))
 
 
 def server_reasoning(message: Mapping[str, Any]) -> str | None:

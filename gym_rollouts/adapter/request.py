@@ -38,6 +38,7 @@ from gym_rollouts.adapter.messages import (
     raise_problems,
     responses_to_chat_messages,
 )
+from gym_rollouts.adapter.sampling import sampling_problems
 from gym_rollouts.config.schema import ModelConfig
 
 # Fields (and common vLLM sampling extras) copied to the body under the same name.
@@ -165,6 +166,7 @@ def field_problems(params: Mapping[str, Any]) -> list[str]:
             f"responses_create_params field(s) not supported by the vLLM adapter: {', '.join(unknown)} "
             f"(vLLM-specific request fields go in model.extra_body or metadata.extra_body)")
     problems += _noop_problems(params)
+    problems += sampling_problems(params)  # types and ranges vLLM accepts (adapter/sampling.py)
     problems += _tools_problems(params.get("tools"))
     choice = tool_choice_problem(params.get("tool_choice"), params.get("tools"))
     if choice:

@@ -2,8 +2,9 @@
 
 Generation ids come from ``choices[0].token_ids`` (``return_token_ids``) and must agree with the
 ``token_id:N`` logprob entries (``return_tokens_as_token_ids``); servers without
-``return_token_ids`` give ids only through those entries. Partial or inconsistent data raises
-``ProtocolError``: a rollout fails rather than carry silently wrong ids.
+``return_token_ids`` give ids only through those entries. Partial or inconsistent data (and ids
+that disagree with the reply's ``usage``) raises ``ProtocolError``, which the adapter turns into a
+retryable error against the server (adapter/answer.py): never silently wrong ids.
 """
 
 from __future__ import annotations
@@ -96,6 +97,17 @@ def capture_completion_tokens(reply: Mapping[str, Any]) -> CapturedTokens:
     logprobs = [_logprob(v, i) for i, v in enumerate(values)]
     return _reconcile(choice.get("token_ids"), choice.get("prompt_token_ids"), from_lp, logprobs,
                       "choices[0].prompt_token_ids")
+
+
+def check_ids_against_usage(usage: Mapping[str, Any], prompt_ids: Sequence[int] | None,
+                           generation_ids: Sequence[int]) -> None:
+    """The server's own counts (Responses ``usage``) must match the ids it sent: a mismatch means
+    the ids are not the ones it counted. ``prompt_ids`` None: not known yet (/tokenize fallback)."""
+    if usage["output_tokens"] != len(generation_ids):
+        raise ProtocolError(f"usage.completion_tokens is {usage['output_tokens']} but the reply has "
+                            f"{len(generation_ids)} generation token ids")
+    if prompt_ids is not None and usage["input_tokens"] != len(prompt_ids):
+        raise ProtocolError(f"usage.prompt_tokens is {usage['input_tokens']} but the prompt has {len(prompt_ids)} ids")
 
 
 @dataclass

@@ -76,12 +76,16 @@ async def _loop(row: Mapping[str, Any], params: Mapping[str, Any], resource: Res
     history = list(input_items(params.get("input")) or [])
     output: list[dict[str, Any]] = []
     usage = empty_usage()
+    usage_known = True  # False once a call's usage is unknown: the sum would be a guess, so null
     stop_reason, model_calls, tool_calls = "max_steps", 0, 0
     while model_calls < cfg.max_steps:
         turn = await session.respond({**params, "input": history + output})
         model_calls += 1
         output.extend(turn.output)
-        add_usage(usage, turn.usage)
+        if turn.usage is None:
+            usage_known = False
+        else:
+            add_usage(usage, turn.usage)
         if turn.incomplete_reason:
             stop_reason = turn.incomplete_reason
             break
@@ -102,7 +106,8 @@ async def _loop(row: Mapping[str, Any], params: Mapping[str, Any], resource: Res
                            "output": result, "status": "completed"})
     incomplete = stop_reason in ("max_output_tokens", CONTEXT_LENGTH)
     # the response records the sampling actually sent (model.temperature etc. included)
-    response = build_response(params={**params, **session.sampling}, model=model_name, output=output, usage=usage, incomplete=incomplete)
+    response = build_response(params={**params, **session.sampling}, model=model_name, output=output,
+                              usage=usage if usage_known else None, incomplete=incomplete)
     try:
         verdict = await resource.verify(row, response, state)
     except ResourceError:

@@ -81,10 +81,12 @@ class RunStats:
     def failures(self) -> int:
         return self.prior_failed + self.failed
 
-    def record(self, usage: dict, stop_reason: str) -> None:
+    def record(self, usage: dict | None, stop_reason: str) -> None:
+        """One rollout written; ``usage`` None: its token counts are unknown (not counted)."""
         self.done += 1
-        self.input_tokens += usage.get("input_tokens", 0)
-        self.output_tokens += usage.get("output_tokens", 0)
+        if usage is not None:
+            self.input_tokens += usage.get("input_tokens", 0)
+            self.output_tokens += usage.get("output_tokens", 0)
         if stop_reason == "context_length":
             self.context_length_stops += 1
         elif stop_reason == "max_output_tokens":

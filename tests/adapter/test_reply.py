@@ -109,7 +109,8 @@ USAGE = [
     ("null details", {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2,
                       "prompt_tokens_details": None, "completion_tokens_details": None}, (1, 0, 1, 0, 2)),
     ("missing total", {"prompt_tokens": 2, "completion_tokens": 3}, (2, 0, 3, 0, 5)),
-    ("no usage at all", None, (0, 0, 0, 0, 0)),
+    ("details not objects", {"prompt_tokens": 2, "completion_tokens": 3, "prompt_tokens_details": [1]},
+     (2, 0, 3, 0, 5)),
 ]
 
 
@@ -119,6 +120,23 @@ def test_usage_mapping(usage, expected):
     ResponseUsage.model_validate(mapped)
     assert (mapped["input_tokens"], mapped["input_tokens_details"]["cached_tokens"], mapped["output_tokens"],
             mapped["output_tokens_details"]["reasoning_tokens"], mapped["total_tokens"]) == expected
+
+
+@pytest.mark.parametrize("usage", [None, {}, {"total_tokens": 5}], ids=["absent", "empty", "no counts"])
+def test_usage_without_counts_is_unknown_not_zero(usage):
+    assert map_usage(usage) is None
+    reply = chat("42")
+    reply["usage"] = usage
+    assert chat_reply_to_turn(reply, BASE).usage is None
+
+
+@pytest.mark.parametrize("usage", [{"prompt_tokens": "3", "completion_tokens": 2}, {"prompt_tokens": 3},
+                                   {"prompt_tokens": 3, "completion_tokens": -1},
+                                   {"prompt_tokens": True, "completion_tokens": 2}, [3, 2]],
+                         ids=["string count", "one count missing", "negative", "bool", "not an object"])
+def test_usage_with_bad_counts_is_a_protocol_error(usage):
+    with pytest.raises(ProtocolError, match="usage"):
+        map_usage(usage)
 
 
 BAD = [
