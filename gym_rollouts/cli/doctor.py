@@ -17,6 +17,7 @@ import orjson
 
 from gym_rollouts.cli.app import QUIET_HYDRA, hydra_app
 from gym_rollouts.config.schema import build_collect_config
+from gym_rollouts.config.secrets import mask_in, mask_secrets
 from gym_rollouts.doctor import Report, Status, run_doctor
 
 _MARK = {Status.PASS: "PASS", Status.WARN: "WARN", Status.FAIL: "FAIL", Status.SKIP: "skip"}
@@ -57,10 +58,11 @@ def _task(raw: dict[str, Any], _hydra: Any) -> int:
     # doctor reports what it sees itself; the library's own warnings would only repeat it.
     logging.getLogger("gym_rollouts").setLevel(logging.ERROR)
     report = asyncio.run(run_doctor(cfg))
+    # evidence quotes server error bodies, which may echo the request's credentials
     if cfg.doctor.json:
-        print(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
+        print(orjson.dumps(mask_in(report.as_dict()), option=orjson.OPT_INDENT_2).decode())
     else:
-        print(render_text(report))
+        print(mask_secrets(render_text(report)))
     return report.exit_code
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import yaml
 
@@ -60,9 +60,11 @@ def normalize_overrides(args: Iterable[str], groups: frozenset[str],
     return [normalize_override(a, groups, chosen) for a in args]
 
 
-def check_group_choices(args: Iterable[str], conf_dir: Path) -> None:
-    """Refuse ``group=option`` for an option that has no ``conf/<group>/<option>.yaml``, naming the
-    closest option (Hydra's own message is a multi-line dump with exit code 1). Sweeps
+def check_group_choices(args: Iterable[str], conf_dir: Path,
+                        extra_options: Mapping[str, Iterable[str]] | None = None) -> None:
+    """Refuse ``group=option`` for an option that has no ``conf/<group>/<option>.yaml`` (nor is one
+    of ``extra_options[group]``: options stored in Hydra's ConfigStore, e.g. plugin resources),
+    naming the closest option (Hydra's own message is a multi-line dump with exit code 1). Sweeps
     (``model=a,b``), globs and Hydra's own groups are left to Hydra."""
     groups = config_group_names(conf_dir)
     for arg in args:
@@ -71,7 +73,8 @@ def check_group_choices(args: Iterable[str], conf_dir: Path) -> None:
         if (not sep or group not in groups or group == "hydra" or value == "null"
                 or not _PLAIN_CHOICE.fullmatch(value)):
             continue
-        options = sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+        options = sorted({p.stem for p in (conf_dir / group).glob("*.yaml")}
+                         | set((extra_options or {}).get(group, ())))
         if value not in options:
             close = difflib.get_close_matches(value, options, n=1, cutoff=0.6)
             hint = f" Did you mean '{group}={close[0]}'?" if close else ""

@@ -67,12 +67,17 @@ async def _prepare(cfg: CollectConfig) -> tuple[FleetFacts, list[RawRow], Any]:
     except ConfigError as exc:
         facts.tools_error = f"the resource cannot be loaded: {exc}"
     rows: list[RawRow] = []
-    try:
-        path = input_path(cfg)
-        facts.input_path = str(path)
-        rows = await asyncio.to_thread(sample_rows, path, cfg.doctor.sample_rows)
-    except (ConfigError, OSError) as exc:
-        facts.input_error = str(exc)
+    made = resource.generated_rows() if resource is not None and not cfg.input_jsonl_fpath else None
+    if made is not None:  # a resource that generates its tasks (engine/generated_inputs.py): sample those
+        facts.input_path = f"the tasks {resource.describe()} generates"
+        rows = [(n, dict(r), None) for n, r in zip(range(1, cfg.doctor.sample_rows + 1), made)]
+    else:
+        try:
+            path = input_path(cfg)
+            facts.input_path = str(path)
+            rows = await asyncio.to_thread(sample_rows, path, cfg.doctor.sample_rows)
+        except (ConfigError, OSError) as exc:
+            facts.input_error = str(exc)
     facts.tools, facts.tools_source = _offered_tools(cfg, rows, resource)
     return facts, rows, resource
 

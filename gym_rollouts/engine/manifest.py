@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 import orjson
 
+from gym_rollouts.config.redact import redact
 from gym_rollouts.config.schema import CollectConfig
 from gym_rollouts.errors import ConfigError
 from gym_rollouts.io.source import InputScan
@@ -30,7 +31,9 @@ _LOCATION_PARAMS = ("url", "head_url")
 
 def run_settings(cfg: CollectConfig, agent_name: str | None, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The settings that decide what a run collects (JSON-ready, see module doc); ``extra`` adds
-    what the engine derived (environments without their URLs, the prompt template, ...)."""
+    what the engine derived (environments without their URLs, the prompt template, ...). Secret
+    values (a key in ``extra_body`` or ``resource.params``) are ``****``: the file is not a
+    place for them, and a rotated key does not make a different run."""
     model = {k: v for k, v in dataclasses.asdict(cfg.model).items() if k not in _MODEL_NOT_FINGERPRINTED}
     shard = shard_of(cfg)
     settings = {
@@ -44,7 +47,7 @@ def run_settings(cfg: CollectConfig, agent_name: str | None, extra: Mapping[str,
         "shard": {"index": shard.index, "count": shard.count},
         **(extra or {}),
     }
-    return orjson.loads(orjson.dumps(settings, option=orjson.OPT_NON_STR_KEYS))
+    return redact(orjson.loads(orjson.dumps(settings, option=orjson.OPT_NON_STR_KEYS)))
 
 
 def _resource_settings(cfg: CollectConfig) -> dict[str, Any]:
@@ -103,7 +106,7 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         found.append(f"the input rows changed ({old['input']['path']}: {old['input']['rows']} rows, "
                      f"sha256 {old['input']['sha256'][:12]}... -> {new['input']['path']}: "
                      f"{new['input']['rows']} rows, sha256 {new['input']['sha256'][:12]}...)")
-    before, after = _flatten(old["settings"]), _flatten(new["settings"])
+    before, after = _flatten(redact(old["settings"])), _flatten(new["settings"])  # older files held keys
     for key in sorted(set(before) | set(after)):
         if before.get(key, "<unset>") != after.get(key, "<unset>"):
             found.append(f"{key}: {before.get(key, '<unset>')!r} -> {after.get(key, '<unset>')!r}")

@@ -7,7 +7,9 @@ Whether the job wrote its aggregate metrics is told by their modification time b
 the job (a refused or interrupted job leaves an earlier run's file untouched).
 ``on_multirun_end`` runs in the launching process once every job is back, reads the records and
 the jobs' aggregate metrics, writes ``sweep_summary.{csv,json}`` into the sweep dir and prints a
-short table (this callback is part of the command line's output, hence the print).
+short table (this callback is part of the command line's output, hence the print). A record's
+overrides are Hydra's, so a key typed on the command line is its ``${oc.env:...}`` reference
+(cli/app.py); its texts are masked all the same (config/secrets.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from gym_rollouts.config.secrets import mask_in
 from gym_rollouts.engine.outputs import OutputPaths
 from gym_rollouts.sweep.paths import JOB_RECORD, job_output_path
 from gym_rollouts.sweep.summary import format_table, summarize_sweep
@@ -79,7 +82,7 @@ def job_record(config: DictConfig, job_return: Any, stamp_before: int | None = N
             job_return.return_value  # raises the task's exception for a failed job
         except BaseException as exc:  # noqa: BLE001 - we only record it
             record["error"] = f"{type(exc).__name__}: {exc}"
-    return record
+    return mask_in(record)  # an error message may quote a key (config/secrets.py)
 
 
 class SweepSummary(Callback):

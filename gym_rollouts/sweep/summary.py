@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from gym_rollouts.config.secrets import mask_in
 from gym_rollouts.engine.outputs import OutputPaths
 from gym_rollouts.sweep.metrics_view import key_figures
 from gym_rollouts.sweep.paths import JOB_RECORD
@@ -106,6 +107,8 @@ def _pass_sort_key(col: str) -> tuple[str, int]:
 
 
 def write_summary(sweep_dir: Path, rows: list[dict[str, Any]], columns: list[str]) -> tuple[Path, Path]:
+    """Both files, every text masked (a record of an older version may hold a key)."""
+    rows = mask_in(rows)
     json_path = sweep_dir / f"{SUMMARY_STEM}.json"
     csv_path = sweep_dir / f"{SUMMARY_STEM}.csv"
     doc = {"sweep_dir": str(sweep_dir), "columns": columns, "jobs": [{c: r.get(c) for c in columns} for r in rows]}
