@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from gym_rollouts import exit_codes
-from gym_rollouts.cli.app import hydra_app
+from gym_rollouts.cli.app import hydra_app, typed_arguments
 from gym_rollouts.cli.progress import Progress
 from gym_rollouts.config.schema import CollectConfig, build_collect_config
+from gym_rollouts.config.secret_overrides import given_literally, hide_secret_overrides
 from gym_rollouts.engine.session import RunResult, run_collection
 from gym_rollouts.engine.shutdown import StopControl, install_signal_handlers
 from gym_rollouts.errors import RunStopped
@@ -43,7 +44,10 @@ def resume_command(rows: Path, argv: list[str], sweep_dir: str | None = None) ->
     """The command line that finishes this run: the same arguments, the output path spelled out,
     ``resume_from_cache=true``. In a multirun (``sweep_dir`` set) the whole sweep resumes: ``-m``
     and the output argument as typed (each job derives its own path from it, see
-    sweep/paths.py) plus ``hydra.sweep.dir=<this sweep's dir>``."""
+    sweep/paths.py) plus ``hydra.sweep.dir=<this sweep's dir>``. A key typed literally is not
+    repeated: its ``${oc.env:...}`` reference is, plus one line naming the variable to export
+    (config/secret_overrides.py); a reference the user typed stays as typed."""
+    argv = hide_secret_overrides(argv).args
     if sweep_dir is not None:
         args = [a for a in argv if a.lstrip("+").split("=", 1)[0] not in _NOT_REPEATED_IN_SWEEP]
         if not any(a in _MULTIRUN_FLAGS for a in args):
@@ -52,7 +56,10 @@ def resume_command(rows: Path, argv: list[str], sweep_dir: str | None = None) ->
     else:
         args = [a for a in argv if a.lstrip("+").split("=", 1)[0] not in _NOT_REPEATED]
         args += [f"output_jsonl_fpath={rows.resolve()}", "resume_from_cache=true"]
-    return shlex.join(["collect", *args])  # the console script, also when started as python -m
+    command = shlex.join(["collect", *args])  # the console script, also when started as python -m
+    notes = [f"({key} was given on the command line and is not repeated: export {variable}=<the key> "
+             f"first, or put the key in place of the reference)" for key, variable in given_literally(args)]
+    return "\n    ".join([command, *notes])
 
 
 EMBEDDED_NOTICE = ("note: no policy_base_url configured: using the embedded demo backend (a scripted toy "
@@ -166,7 +173,7 @@ def sweep_dir_of(hydra_cfg: Any) -> str:
 
 
 def main() -> None:
-    argv = list(sys.argv[1:])  # as typed: hydra_app rewrites sys.argv
+    argv = typed_arguments()  # as typed (secrets as references): hydra_app rewrites sys.argv
     hydra_app(functools.partial(_task, argv=argv))
 
 

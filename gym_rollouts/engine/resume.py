@@ -14,6 +14,7 @@ is written in stream order, so it is always a prefix of the expanded inputs).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -22,10 +23,13 @@ from gym_rollouts.config.schema import CollectConfig
 from gym_rollouts.engine.manifest import check_same_run, read_manifest, write_manifest
 from gym_rollouts.engine.outputs import OutputPaths
 from gym_rollouts.errors import ConfigError
+from gym_rollouts.io.os_errors import explain
 from gym_rollouts.io.jsonl import Repair, count_lines, iter_json_lines, repair_tail
 from gym_rollouts.records import EXTRAS
 
 log = logging.getLogger(__name__)
+TERMINAL_FAILURE = "_ng_failure_terminal"
+TERMINAL_ATTEMPTS = 1 << 30  # a terminal failure uses up every attempt, whatever max_attempts
 
 
 class Bitmap:
@@ -92,15 +96,27 @@ def plan_run(cfg: CollectConfig, paths: OutputPaths, manifest: dict[str, Any]) -
         return None
     stored = read_manifest(paths.manifest)
     check_same_run(paths.manifest, stored, manifest)
+    paths.check_appendable()
     return stored
 
 
 def begin_fresh(paths: OutputPaths, manifest: dict[str, Any]) -> None:
-    """Remove a previous run's files (``overwrite=true``; manifest first), write the manifest."""
-    removed = paths.remove_all()
+    """Remove a previous run's files (``overwrite=true``; manifest first), write the manifest. The
+    caller holds the output's lock (engine/output_lock.py), which is not one of these files. A
+    file-system error (no rollout was sent yet) is a ``ConfigError`` that says what to do."""
+    try:
+        removed = paths.remove_all()
+    except OSError as exc:
+        raise ConfigError(f"overwrite=true: cannot remove {exc.filename or 'a file'} of the earlier run on "
+                          f"{paths.rows}: {explain(exc)}") from None
     if removed:
         log.warning("overwrite=true: removed %s", ", ".join(map(str, removed)))
-    write_manifest(paths.manifest, manifest)
+    try:
+        write_manifest(paths.manifest, manifest)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            paths.manifest_partial.unlink()  # a partial manifest left by a full disk
+        raise ConfigError(f"cannot write the run manifest {paths.manifest} (nothing was sent): {explain(exc)}") from None
 
 
 def load_state(paths: OutputPaths, on_prior_row: Callable[[dict[str, Any]], None]) -> ResumeState:
@@ -126,6 +142,8 @@ def load_state(paths: OutputPaths, on_prior_row: Callable[[dict[str, Any]], None
             seq = failure.get("seq")
             if isinstance(seq, int):
                 state.attempts[seq] = state.attempts.get(seq, 0) + 1
+                if failure.get(TERMINAL_FAILURE):  # would fail the same way again (engine/attempts.py)
+                    state.attempts[seq] = max(state.attempts[seq], TERMINAL_ATTEMPTS)
             elif isinstance(failure.get("input_line"), int):
                 state.recorded_bad_lines.add(failure["input_line"])
     except ValueError as exc:

@@ -4,6 +4,8 @@ A producer moves jobs from the (blocking) job iterator into the queue in batches
 thread, so memory is O(concurrency), not O(rows). Each worker runs one rollout at a time under a
 per-rollout guard: an attempt that raises is recorded in the failures file and retried up to
 ``max_attempts`` (counted across runs), then the rollout is counted as failed; the run goes on.
+A failure that would repeat exactly (the row's own request refused: engine/attempts.py) is
+recorded once as terminal and not retried.
 
 Stopping (``StopControl``): the producer and idle workers stop at once; busy workers get the
 grace period to finish, then are cancelled. An attempt cancelled, or failing, after the stop was
@@ -24,6 +26,8 @@ from typing import Any, Iterator
 from gym_rollouts.adapter.client import VLLMPolicy
 from gym_rollouts.agent.loop import RolloutOutcome, request_params, run_rollout
 from gym_rollouts.config.schema import CollectConfig
+from gym_rollouts.config.secrets import mask_secrets
+from gym_rollouts.engine.attempts import TERMINAL, fails_the_same_way_again
 from gym_rollouts.engine.metrics import Aggregator
 from gym_rollouts.engine.shutdown import StopControl
 from gym_rollouts.engine.stats import RunStats
@@ -68,13 +72,17 @@ def output_row(job: Job, outcome: RolloutOutcome, *, attempt: int, servers: list
 
 
 def failure_row(job: Job, exc: BaseException, attempt: int, server: str | None) -> dict[str, Any]:
+    """One failed attempt; its texts (message, traceback: they may quote a server's error body
+    that echoes the request's credentials) with every secret masked (config/secrets.py)."""
     return {
         TASK_INDEX: job.task_index, ROLLOUT_INDEX: job.rollout_index, "seq": job.seq, "attempt": attempt,
         "error_class": type(exc).__name__, "_ng_failure_class": type(exc).__name__,
-        "message": str(exc)[:2000], "server": server, "retryable": bool(getattr(exc, "retryable", False)),
+        "message": mask_secrets(str(exc))[:2000], "server": server,
+        "retryable": bool(getattr(exc, "retryable", False)),
         "input_line": job.line_no, "agent_ref": job.row.get("agent_ref"),
         "environment": getattr(exc, "environment", None), "call": getattr(exc, "call", None),
-        "traceback": None if isinstance(exc, GymRolloutsError) else traceback.format_exc(limit=8)[-4000:],
+        "traceback": None if isinstance(exc, GymRolloutsError)
+        else mask_secrets(traceback.format_exc(limit=8))[-4000:],
     }
 
 
@@ -104,8 +112,14 @@ async def run_one(parts: EngineParts, job: Job, first_attempt: int = 1) -> None:
                 return
             stats.failed_attempts += 1
             server = getattr(exc, "server", None) or (session.servers[-1] if session.servers else None)
-            parts.sink.put(FAILURES, failure_row(job, exc, attempt, server))
+            failure = failure_row(job, exc, attempt, server)
+            terminal = fails_the_same_way_again(exc, answered_model_calls=len(session.servers))
+            if terminal:  # recorded once; the rollout is failed for good (engine/attempts.py)
+                failure[TERMINAL] = True
+            parts.sink.put(FAILURES, failure)
             log.debug("task %s rollout %s attempt %s failed: %s", job.task_index, job.rollout_index, attempt, exc)
+            if terminal:
+                break
             continue
         finally:
             session.close()

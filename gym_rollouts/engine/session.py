@@ -1,12 +1,15 @@
 """One ``collect`` run, from typed config to finished output files (no printing here).
 
-Order: find and scan the input (validate every row, fingerprint it: nothing is sent when a row
+Order: check that the input is a readable file and the output's paths usable, and take the
+output's lock (one writer per output, held to the end; engine/output_lock.py), before any server
+is contacted; find and scan the input (validate every row, fingerprint it: nothing is sent when a row
 is bad, unless ``on_bad_input=skip``), decide fresh / overwrite / resume against the output's run
 manifest (refusals happen here, before any server starts), resolve the backend (embedded servers
 when no ``policy_base_url``), check the fleet (``/v1/models``), then write the manifest (or, on
 resume, repair and read the earlier files), open the sink, run the worker pool, and write the
 aggregate metrics when the run completed. Every resource is an async context manager, closed in
-reverse order on any exit.
+reverse order on any exit. File-system problems found before any rollout are ``ConfigError``s (exit
+2); a write failing part-way stops the run with ``OutputWriteError`` (exit 5, resumable).
 """
 
 from __future__ import annotations
@@ -15,23 +18,27 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, TypeVar
 
 from gym_rollouts.adapter.client import VLLMPolicy
-from gym_rollouts.adapter.startup import FleetInfo, discover_fleet
+from gym_rollouts.adapter.startup import FleetInfo, discover_fleet, join_check
 from gym_rollouts.config.schema import CollectConfig
 from gym_rollouts.engine.manifest import build_manifest, check_served_model
 from gym_rollouts.engine.metrics import Aggregator
+from gym_rollouts.engine.output_lock import OutputLock
 from gym_rollouts.engine.outputs import OutputPaths
 from gym_rollouts.engine.resume import ResumeState, begin_fresh, load_state, plan_run
 from gym_rollouts.engine.runner import FAILURES, ROWS, EngineParts, run_pool
 from gym_rollouts.engine.shutdown import StopControl
 from gym_rollouts.engine.stats import RunStats
-from gym_rollouts.errors import ConfigError, RunStopped
-from gym_rollouts.io.sink import RowBuffer, Sink
+from gym_rollouts.errors import ConfigError, InputChangedError, OutputWriteError, RunStopped
+from gym_rollouts.io.os_errors import explain, explain_before_resume, find_write_failure
+from gym_rollouts.io.sink import RowBuffer, Sink, SinkWriteError
 from gym_rollouts.engine.env_metrics import environment_metrics
+from gym_rollouts.engine.generated_inputs import generates_inputs, input_or_generated
 from gym_rollouts.engine.inputs import prompt_fingerprint, row_rules
 from gym_rollouts.io.source import IndexPlan, Job, RowRules, iter_jobs, materialized_row, raise_if_problems, scan_file
 from gym_rollouts.records import EXTRAS, ROLLOUT_INDEX, TASK_INDEX
@@ -73,19 +80,63 @@ def bundled_dataset(name: str) -> Path:
 
 def input_path(cfg: CollectConfig) -> Path:
     if cfg.input_jsonl_fpath:
-        path = Path(cfg.input_jsonl_fpath).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"input_jsonl_fpath: file not found: {path}")
-        return path
+        return readable_input(Path(cfg.input_jsonl_fpath).expanduser())
     if not cfg.resource.example_dataset:
         raise ConfigError(f"resource '{cfg.resource.name}' has no example dataset; set input_jsonl_fpath")
     return bundled_dataset(cfg.resource.example_dataset)
+
+
+def readable_input(path: Path) -> Path:
+    """``path`` when it is a regular file this process can read; else a ``ConfigError`` that says
+    what is wrong (missing, a directory, under a file, a pipe, unreadable) and what to do."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+        raise ConfigError(f"input_jsonl_fpath: file not found: {path}{where}") from None
+    except NotADirectoryError:
+        above = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
+        raise ConfigError(f"input_jsonl_fpath: file not found: {path}: {above} is a file, not a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"input_jsonl_fpath: cannot read {path}: {explain(exc)}") from None
+    if stat.S_ISDIR(mode):
+        try:
+            inside = sorted(p.name for p in path.glob("*.jsonl"))[:3]
+        except OSError:
+            inside = []
+        hint = f" (it holds {', '.join(inside)})" if inside else ""
+        raise ConfigError(f"input_jsonl_fpath={path} is a directory, not a file: give the path of the JSONL file "
+                          f"itself{hint}")
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"input_jsonl_fpath={path} is not a regular file (a pipe, device or socket): collect reads "
+                          f"its input twice (every row is checked before any is sent), so write it to a file first")
+    try:
+        with path.open("rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        raise ConfigError(f"input_jsonl_fpath: cannot read {path}: {explain(exc)}") from None
+    return path
 
 
 def output_paths(cfg: CollectConfig) -> OutputPaths:
     if not cfg.output_jsonl_fpath:
         raise ConfigError("output_jsonl_fpath is not set")
     return OutputPaths(Path(cfg.output_jsonl_fpath).expanduser())
+
+
+@contextlib.contextmanager
+def claimed_output(cfg: CollectConfig) -> Iterator[OutputLock]:
+    """Before any server is contacted or any output file touched: the input is a readable file,
+    the output's paths are usable, its folder exists, and this process is the output's only writer
+    (engine/output_lock.py: held until the run ends, released by the OS on any exit). Each
+    problem is a ``ConfigError`` that says what to do (exit 2, nothing sent)."""
+    if not generates_inputs(cfg):  # a generated input is written later (engine/generated_inputs.py)
+        input_path(cfg)
+    paths = output_paths(cfg)
+    paths.check_paths()
+    paths.create_folder()
+    with OutputLock(paths.lock, rows=paths.rows) as lock:
+        yield lock
 
 
 def concurrency_of(cfg: CollectConfig, total: int) -> int:
@@ -119,7 +170,9 @@ async def backend(cfg: CollectConfig) -> AsyncIterator[tuple[str, ...]]:
 def planned_jobs(cfg: CollectConfig, plan: "RunPlan", state: ResumeState, sink: Sink, stats: RunStats,
                  aggregator: Aggregator, stop: StopControl) -> Iterator[tuple[Job, int]]:
     """(job, first attempt) for every job still to run; runs on the reader thread. Writes the
-    materialized inputs past the prefix earlier runs wrote; skips jobs done or out of attempts."""
+    materialized inputs past the prefix earlier runs wrote; skips jobs done or out of attempts.
+    The input changing under the stream (io/input_snapshot.py) stops the run (``stop.fail``):
+    the jobs before the change came from the scanned content, none comes from the changed lines."""
     source = plan.source
 
     def skipped(line_no: int, problem: str) -> None:
@@ -132,23 +185,27 @@ def planned_jobs(cfg: CollectConfig, plan: "RunPlan", state: ResumeState, sink: 
     materialized: list[dict[str, Any]] = []
     # the scan checked every row: when none was bad, the stream need not check them again
     rules = plan.rules if plan.bad_rows else dataclasses.replace(plan.rules, check=None)
-    for job in iter_jobs(source, limit=cfg.limit, rules=rules, plan=plan.index_plan, on_problem=skipped,
-                         keep=shard_of(cfg).owns):
-        if stop.requested:
-            break
-        if job.seq >= state.materialized:
-            materialized.append(materialized_row(job))
-            if len(materialized) >= MATERIALIZE_BATCH:
-                sink.put_many(MATERIALIZED, materialized)
-                materialized = []
-        if job.seq in state.done:
-            continue
-        attempts = state.failed_attempts(job.seq)
-        if attempts >= cfg.max_attempts:
-            stats.prior_failed += 1
-            aggregator.add_prior_failure(job.row["agent_ref"]["name"])
-            continue
-        yield job, attempts + 1
+    try:
+        for job in iter_jobs(source, limit=cfg.limit, rules=rules, plan=plan.index_plan, on_problem=skipped,
+                             keep=shard_of(cfg).owns):
+            if stop.requested:
+                break
+            if job.seq >= state.materialized:
+                materialized.append(materialized_row(job))
+                if len(materialized) >= MATERIALIZE_BATCH:
+                    sink.put_many(MATERIALIZED, materialized)
+                    materialized = []
+            if job.seq in state.done:
+                continue
+            attempts = state.failed_attempts(job.seq)
+            if attempts >= cfg.max_attempts:
+                stats.prior_failed += 1
+                aggregator.add_prior_failure(job.row["agent_ref"]["name"])
+                continue
+            yield job, attempts + 1
+    except InputChangedError as exc:
+        log.debug("stopping the run: %s", exc)  # the CLI prints it (cli/collect.py report_stopped)
+        stop.fail(exc)  # thread-safe; the run drains and ends with exit 6 and the resume command
     if materialized:  # a stop leaves the file a shorter prefix: resume writes the rest
         sink.put_many(MATERIALIZED, materialized)
 
@@ -170,9 +227,12 @@ class RunPlan:
 async def plan_collection(cfg: CollectConfig, table: EnvironmentTable) -> RunPlan:
     """Scan the input under the run's row rules (every row routed and checked against its
     environment before any request), then decide fresh / overwrite / resume."""
-    source, paths = input_path(cfg), output_paths(cfg)
+    source, paths = await input_or_generated(cfg, table, input_path), output_paths(cfg)
     rules = row_rules(cfg, table)
-    scan = await asyncio.to_thread(scan_file, source, cfg.limit, shard_of(cfg).owns, rules)
+    try:
+        scan = await asyncio.to_thread(scan_file, source, cfg.limit, shard_of(cfg).owns, rules)
+    except OSError as exc:
+        raise ConfigError(f"input_jsonl_fpath: cannot read {source}: {explain(exc)}") from None
     if cfg.on_bad_input == "fail":
         raise_if_problems(scan)
     extra = {"environments": table.fingerprint(), "prompt_config": prompt_fingerprint(cfg),
@@ -183,16 +243,70 @@ async def plan_collection(cfg: CollectConfig, table: EnvironmentTable) -> RunPla
 
 
 async def open_outputs(plan: RunPlan, served_model: str, aggregator: Aggregator) -> ResumeState:
-    """Resume: check the model, repair and read the earlier files. Fresh: write the manifest."""
+    """Resume: check the model, repair and read the earlier files. Fresh: write the manifest.
+    A file-system error here (no rollout was sent yet) is a ``ConfigError`` saying what to do."""
     if plan.stored is None:
         begin_fresh(plan.paths, {**plan.manifest, "served_model": served_model})
         return ResumeState()
     check_served_model(plan.paths.manifest, plan.stored, served_model)
-    state = await asyncio.to_thread(load_state, plan.paths, lambda row: aggregator.add(
-        row, int((row.get(EXTRAS) or {}).get("task_size") or 1), live=False))
+    try:
+        state = await asyncio.to_thread(load_state, plan.paths, lambda row: aggregator.add(
+            row, int((row.get(EXTRAS) or {}).get("task_size") or 1), live=False))
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        raise ConfigError(f"cannot resume on {plan.paths.rows}: reading or repairing the earlier run's files "
+                          f"failed{where}: {explain(exc)}") from None
     log.info("resuming %s: %d rows done, %d failed attempts recorded, %d inputs materialized",
              plan.paths.rows, state.done.count, state.prior_failure_rows, state.materialized)
     return state
+
+
+@contextlib.contextmanager
+def output_sink(plan: RunPlan, stop: StopControl) -> Iterator[Sink]:
+    """The writer of the run's line files. A write that fails part-way (disk full, quota, read-only
+    file system, I/O error, file size limit) stops the run: ``stop.fail(OutputWriteError)`` as the
+    writer thread notices, then the usual drain, and the session raises it (exit 5, with the resume
+    command). A failure as the run ends (the last write or fsync), or of another file the run writes
+    beside them (the metrics, the spool), ends the run the same way."""
+    loop = asyncio.get_running_loop()
+
+    def failed(error: SinkWriteError) -> None:  # on the writer thread
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the check after close() raises it
+            loop.call_soon_threadsafe(stop.fail, write_stopped(error))
+
+    sink = Sink({ROWS: plan.paths.rows, FAILURES: plan.paths.failures,
+                 MATERIALIZED: plan.paths.materialized_inputs}, on_error=failed)
+    try:
+        sink.__enter__()
+    except OSError as exc:
+        raise ConfigError(f"cannot open the output files in {plan.paths.folder} (output_jsonl_fpath="
+                          f"{plan.paths.rows}): {explain(exc)}") from None
+    try:
+        try:
+            yield sink
+        finally:
+            sink.close()  # with on_error it does not raise: the failure is checked below
+    except Exception as exc:
+        cause = find_write_failure(exc)
+        if cause is None or isinstance(exc, RunStopped):
+            raise
+        where = f" {cause.filename}" if cause.filename else f" in {plan.paths.folder}"
+        raise stopped_error(OutputWriteError(
+            f"writing the run's files failed part-way{where}: {explain_before_resume(cause)}. Every complete line "
+            f"written so far is kept."), plan.paths) from exc
+    if sink.failure is not None and stop.fatal is None:  # failed as it closed: stop.fail had no time to run
+        raise stopped_error(write_stopped(sink.failure), plan.paths)
+
+
+def write_stopped(error: SinkWriteError) -> BaseException:
+    """The error a failed writer stops the run with: ``OutputWriteError`` (exit 5) for the file
+    system; otherwise (a row it could not serialise: a bug, or a resource's value) the error itself."""
+    if not error.is_file_system:
+        return error
+    cause = error.cause
+    assert isinstance(cause, OSError)
+    return OutputWriteError(f"writing {error.path or 'the outputs'} failed part-way: {explain_before_resume(cause)}. "
+                            f"Every complete line written so far is kept; a torn last line is repaired on resume.")
 
 
 class StoppedDuringStartup(Exception):
@@ -226,6 +340,7 @@ async def run_collection(cfg: CollectConfig, *, stop: StopControl | None = None,
     environments could not check, NeMo Gym settings not applied, ...)."""
     stop = stop or StopControl()
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(claimed_output(cfg))  # input readable, output usable and ours alone: before any server
         try:
             env_transport = await stack.enter_async_context(HttpTransport(
                 environment_transport_cfg(cfg), concurrency=cfg.num_samples_in_parallel or 1024))
@@ -251,17 +366,18 @@ async def run_collection(cfg: CollectConfig, *, stop: StopControl | None = None,
             base_urls = await unless_stopped(stop, stack.enter_async_context(backend(cfg)))
             transport = await stack.enter_async_context(
                 HttpTransport(cfg.transport, concurrency=workers, api_key=cfg.model.api_key))
-            fleet = await unless_stopped(stop, discover_fleet(transport, base_urls, cfg.model.model))
-            dispatcher = await unless_stopped(stop, stack.enter_async_context(
-                Dispatcher(fleet.base_urls, transport, cfg.router, cfg.transport)))
+            fleet = await unless_stopped(stop, discover_fleet(transport, base_urls, cfg.model.model, allow_down=True))
+            joins = join_check(transport, fleet.model_name, fleet.max_model_len, cfg.router.health_timeout_s)
+            dispatcher = await unless_stopped(stop, stack.enter_async_context(  # the fuse: stop.fail -> exit 4
+                Dispatcher(fleet.base_urls, transport, cfg.router, cfg.transport, vllm_servers=True,
+                           on_fleet_dead=stop.fail, join_check=joins, absent=fleet.down)))
             policy = VLLMPolicy(cfg.model, dispatcher, model_name=fleet.model_name, max_model_len=fleet.max_model_len)
             state = await unless_stopped(stop, open_outputs(plan, fleet.model_name, aggregator))
         except StoppedDuringStartup:
             log.info("stopped during start-up (%s): no rollout was sent", stop.reason)
             return RunResult(paths=plan.paths, summary=stats.summary(), fleet=None, interrupted=True, started=False)
         stats.prior_done = state.done.count
-        sink = stack.enter_context(Sink({ROWS: plan.paths.rows, FAILURES: plan.paths.failures,
-                                         MATERIALIZED: plan.paths.materialized_inputs}))
+        sink = stack.enter_context(output_sink(plan, stop))  # a failed write stops the run (exit 5)
         buffer = RowBuffer(sink)
         parts = EngineParts(cfg, policy, table, buffer, stats, aggregator, stop, workers=workers)
         jobs = planned_jobs(cfg, plan, state, sink, stats, aggregator, stop)

@@ -7,42 +7,79 @@ so it happens once per batch. The writer serialises and appends them, each row o
 batch never builds one huge buffer), fsynced about every second and on close. File I/O never
 blocks the event loop. ``backlog`` (batches queued, not yet written) lets the engine apply
 backpressure so memory cannot grow when the disk is slower than the fleet.
+
+A write that fails (disk full, read-only file system, I/O error, file size limit, or a row that
+cannot be serialised) never kills the writer silently: it becomes one ``SinkWriteError`` naming the
+file and the cause, handed to ``on_error`` from the writer thread (the engine stops the run with
+it), or else raised by the next ``put`` / ``close``. From then on nothing more is written: what is
+on disk stays a prefix of what was handed over (the last line may be torn: resume repairs it), and
+rows handed over later are dropped (with ``on_error``; they are not on disk, so a resume runs them
+again) while the queue is still drained, so backpressure never waits on a writer that has stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 import orjson
 
+from gym_rollouts.io.os_errors import explain, is_write_failure
+
+log = logging.getLogger(__name__)
 _STOP = object()
 _MAX_BATCH = 4096
 _MAX_WRITE_BYTES = 8 << 20  # one write joins at most ~this much: memory stays bounded per wake-up
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
 
 
-class Sink:
-    """Context manager; ``files`` maps a channel name to its output path (opened for append)."""
+class SinkWriteError(RuntimeError):
+    """The writer could not write ``path`` (None: not one file, e.g. a failed ``fsync`` round);
+    ``cause`` is the error (an ``OSError`` for the file system, else a row it could not serialise)."""
 
-    def __init__(self, files: dict[str, Path], *, fsync_every_s: float = 1.0) -> None:
+    def __init__(self, path: Path | None, cause: BaseException) -> None:
+        where = f"cannot write {path}: " if path is not None else ""
+        detail = explain(cause) if isinstance(cause, OSError) else f"{type(cause).__name__}: {cause}"
+        super().__init__(f"output writer failed: {where}{detail}")
+        self.path = path
+        self.cause = cause
+
+    @property
+    def is_file_system(self) -> bool:
+        """Disk full, quota, read-only file system, I/O error or file size limit (see io/os_errors.py)."""
+        return is_write_failure(self.cause)
+
+
+class Sink:
+    """Context manager; ``files`` maps a channel name to its output path (opened for append).
+    ``on_error`` (called once, from the writer thread) receives the ``SinkWriteError`` that
+    stopped the writer; without it, ``put`` / ``close`` raise it."""
+
+    def __init__(self, files: dict[str, Path], *, fsync_every_s: float = 1.0,
+                 on_error: Callable[[SinkWriteError], None] | None = None) -> None:
         self._paths = files
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="gym-rollouts-sink", daemon=True)
         self._handles: dict[str, BinaryIO] = {}
-        self._error: BaseException | None = None
+        self._error: SinkWriteError | None = None
+        self._on_error = on_error
         self._fsync_every_s = fsync_every_s
         self.rows_written = {name: 0 for name in files}
 
     def __enter__(self) -> "Sink":
-        for name, path in self._paths.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._handles[name] = path.open("ab", buffering=0)
+        try:
+            for name, path in self._paths.items():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._handles[name] = path.open("ab", buffering=0)
+        except BaseException:
+            self._close_handles()
+            raise
         self._thread.start()
         return self
 
@@ -54,38 +91,70 @@ class Sink:
         """Batches handed over and not yet written."""
         return self._queue.qsize()
 
+    @property
+    def failure(self) -> SinkWriteError | None:
+        """The error that stopped the writer, if any."""
+        return self._error
+
     def put(self, channel: str, row: Any) -> None:
         self.put_many(channel, [row])
 
     def put_many(self, channel: str, rows: list[Any]) -> None:
         """Hand rows over (thread-safe; one writer wake-up per call). ``rows`` must not be reused."""
         if self._error is not None:
-            raise RuntimeError(f"output writer failed: {self._error}") from self._error
+            if self._on_error is not None:
+                return  # the owner was told and is stopping the run: these rows are run again on resume
+            raise self._error
         self._queue.put((channel, rows))
 
     def close(self) -> None:
         if self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join()
+        self._close_handles()
+        if self._error is not None and self._on_error is None:
+            raise self._error
+
+    def _close_handles(self) -> None:
         for handle in self._handles.values():
-            handle.close()
+            try:
+                handle.close()
+            except OSError:  # nothing is buffered (unbuffered files): a late error of the mount
+                pass
         self._handles.clear()
-        if self._error is not None:
-            raise RuntimeError(f"output writer failed: {self._error}") from self._error
+
+    def _fail(self, path: Path | None, exc: BaseException) -> None:
+        self._error = SinkWriteError(path, exc)
+        if self._on_error is not None:
+            try:
+                self._on_error(self._error)
+            except Exception:  # the callback must not end the writer: it still drains the queue
+                log.exception("output writer: on_error failed")
 
     def _run(self) -> None:
-        last_sync = time.monotonic()
         try:
-            while True:
-                batch = [self._queue.get()]
-                while len(batch) < _MAX_BATCH:  # drain what is queued: one write per file per batch
-                    try:
-                        batch.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                stop = False
-                chunks: dict[str, list[bytes]] = {}
-                pending: dict[str, int] = {}  # bytes in chunks[channel]
+            self._write_until_stopped()
+        except BaseException as exc:  # noqa: BLE001 - anything else is a bug of ours: never die silently
+            self._fail(None, exc)
+        if self._error is not None:
+            while self._queue.get() is not _STOP:  # drain: backlog falls to 0, close() can join
+                pass
+
+    def _write_until_stopped(self) -> None:
+        """Write batches until ``_STOP`` (then fsync and return) or the first failure (recorded)."""
+        last_sync = time.monotonic()
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < _MAX_BATCH:  # drain what is queued: one write per file per batch
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = False
+            chunks: dict[str, list[bytes]] = {}
+            pending: dict[str, int] = {}  # bytes in chunks[channel]
+            channel = ""
+            try:
                 for entry in batch:
                     if entry is _STOP:
                         stop = True
@@ -105,13 +174,16 @@ class Sink:
                     if lines:
                         _write_all(self._handles[channel], b"".join(lines))
                 if stop or time.monotonic() - last_sync > self._fsync_every_s:
-                    for handle in self._handles.values():
+                    for channel, handle in self._handles.items():
                         os.fsync(handle.fileno())
                     last_sync = time.monotonic()
-                if stop:
-                    return
-        except BaseException as exc:  # surfaced to the event loop on the next put/close
-            self._error = exc
+            except Exception as exc:
+                self._fail(self._paths.get(channel), exc)
+                if any(entry is _STOP for entry in batch):
+                    self._queue.put(_STOP)  # already taken from the queue: the drain ends on it
+                return
+            if stop:
+                return
 
 
 class RowBuffer:

@@ -12,7 +12,12 @@ config): ``prepare`` (NeMo Gym's prompt_config templating, before validation), t
 ``responses_create_params`` overrides and the default agent (materialization), ``check`` (routing,
 tools, request fields: a problem refuses the row like a malformed line), ``repeats`` (per agent)
 and ``add_seed`` (NeMo Gym's num_repeats_add_seed: each rollout gets seed = its rollout index).
-The scan and the job stream apply the same rules, so they always agree.
+The scan and the job stream apply the same rules, so they always agree. ``refuse_empty`` (set
+for a run) is called when the scan finds nothing to run, and raises the error that says why.
+
+The file must not change under the run: the scan's first pass records what it read
+(io/input_snapshot.py) and every later pass, the job stream included, reads only content proven
+the same; a change stops with ``InputChangedError`` before a job is made from the changed lines.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any, Callable, Iterator, Mapping
 import orjson
 
 from gym_rollouts.errors import InputError
+from gym_rollouts.io.input_snapshot import InputSnapshot, Line
 from gym_rollouts.io.task_index import SeenIndices, TaskIndexer, duplicate_hashes
 from gym_rollouts.records import ROLLOUT_INDEX, TASK_INDEX
 
@@ -32,6 +38,11 @@ MAX_PROBLEMS_LISTED = 50
 MAX_TASK_GROUP = 10_000
 AGENT_REF = "agent_ref"
 PARAMS = "responses_create_params"
+SCAN_ADVICE = ("Nothing was sent. Run the command again once the file is complete (write it elsewhere and "
+               "rename it into place).")
+STREAM_ADVICE = ("No job was made from the changed lines: the rollouts written so far came from the file as it "
+                 "was scanned and stay valid. Restore the file as it was and resume, or collect the new file "
+                 "into a new output (another output_jsonl_fpath, or overwrite=true).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +65,7 @@ class RowRules:
     prepare: Callable[[dict[str, Any]], tuple[dict[str, Any] | None, str | None]] | None = None
     check: Callable[[dict[str, Any]], str | None] | None = None
     add_seed: bool = False
+    refuse_empty: Callable[[InputScan], None] | None = None  # raises when the scan leaves nothing to run
 
     def repeats_of(self, row: dict[str, Any]) -> int:
         return self.repeats if isinstance(self.repeats, int) else self.repeats(row)
@@ -62,10 +74,12 @@ class RowRules:
 @dataclass
 class IndexPlan:
     """What the scan learnt about task indices (io/task_index.py): lines that may repeat, and the
-    total rollouts of every task that comes in more than one part."""
+    total rollouts of every task that comes in more than one part; and what it read (``snapshot``:
+    the job stream reads only content proven the same)."""
 
     candidates: set[int] = field(default_factory=set)
     split_sizes: dict[int, int] = field(default_factory=dict)
+    snapshot: InputSnapshot | None = None
 
 
 @dataclass
@@ -73,7 +87,8 @@ class InputScan:
     """One validating pass over the input: counts, problems (file:line: message), fingerprint."""
 
     path: Path
-    rows: int = 0
+    rows: int = 0  # non-blank lines used
+    blank_lines: int = 0  # blank lines among (and before) them
     good_rows: int = 0
     owned_rows: int = 0  # good rows in the tasks ``keep`` selects (a shard's part; all without keep)
     owned_rollouts: int = 0  # the rollouts those rows expand to (repeats included)
@@ -180,9 +195,9 @@ class _Parsed:
     problem: str | None
 
 
-def _rows(path: Path, limit: int | None, rules: RowRules) -> Iterator[_Parsed]:
+def _rows(lines: Iterator[Line], rules: RowRules) -> Iterator[_Parsed]:
     """Every used line, parsed, prepared, validated, materialized and checked by ``rules``."""
-    for line_no, line in _lines(path, limit):
+    for line_no, line in lines:
         try:
             source: Any = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
@@ -202,13 +217,16 @@ def _rows(path: Path, limit: int | None, rules: RowRules) -> Iterator[_Parsed]:
 
 def _index_plan(path: Path, limit: int | None, rules: RowRules, *, scan: InputScan | None = None,
                 keep: Callable[[int], bool] | None = None) -> IndexPlan:
-    """Pass 1 hashes the lines (no parsing); pass 2 parses, validates (into ``scan``) and finds the
-    tasks in more than one part; pass 3 (only when there are such tasks) adds up their rollouts."""
-    plan = IndexPlan(candidates=duplicate_hashes(line for _, line in _lines(path, limit)))
+    """Pass 1 hashes the lines (no parsing) and records what it read (``plan.snapshot``); pass 2
+    parses, validates (into ``scan``) and finds the tasks in more than one part; pass 3 (only when
+    there are such tasks) adds up their rollouts. Passes 2 and 3 read only content proven the
+    same as pass 1's (``InputChangedError`` otherwise)."""
+    snapshot = InputSnapshot(path, limit)
+    plan = IndexPlan(candidates=duplicate_hashes(line for _, line in snapshot.record()), snapshot=snapshot)
     indexer, seen, split = TaskIndexer(plan.candidates), SeenIndices(), set()
     digest = hashlib.sha256()
     part_size, owned = 0, False
-    for item in _rows(path, limit, rules):
+    for item in _rows(snapshot.verified(SCAN_ADVICE), rules):
         digest.update(item.line.rstrip(b"\r\n"))
         digest.update(b"\n")
         if scan is not None:
@@ -236,7 +254,7 @@ def _index_plan(path: Path, limit: int | None, rules: RowRules, *, scan: InputSc
         scan.sha256 = digest.hexdigest()
     if split:
         indexer = TaskIndexer(plan.candidates)
-        for item in _rows(path, limit, rules):
+        for item in _rows(snapshot.verified(SCAN_ADVICE), rules):
             if item.row is None:
                 indexer.bad_line()
                 continue
@@ -251,21 +269,31 @@ def scan_file(path: Path, limit: int | None = None, keep: Callable[[int], bool] 
     """Read the used lines: validate every row under ``rules``, hash their bytes (the run's
     fingerprint), count the rows and rollouts of the tasks ``keep`` selects, and plan the task
     indices (``scan.plan``, handed to ``iter_jobs``). A task part too large to run raises
-    ``InputError`` here, before anything is written."""
+    ``InputError`` here, before anything is written; so does ``rules.refuse_empty`` when no
+    rollout is left to run; ``InputChangedError`` when the file changes while it is read."""
+    rules = rules or RowRules()
     scan = InputScan(path)
-    scan.plan = _index_plan(path, limit, rules or RowRules(), scan=scan, keep=keep)
+    scan.plan = _index_plan(path, limit, rules, scan=scan, keep=keep)
+    if scan.plan.snapshot is not None:
+        scan.blank_lines = scan.plan.snapshot.blank_lines
+    if scan.owned_rollouts == 0 and rules.refuse_empty is not None:
+        rules.refuse_empty(scan)
     return scan
+
+
+def problem_listing(scan: InputScan) -> str:
+    """The listed problems, one per line (indented), and how many more there are."""
+    more = scan.problem_count - scan.listed_lines
+    tail = f"\n  ... and {more} more" if more > 0 else ""
+    return "\n  " + "\n  ".join(scan.problems) + tail
 
 
 def raise_if_problems(scan: InputScan) -> None:
     if not scan.problem_count:
         return
-    more = scan.problem_count - scan.listed_lines
-    tail = f"\n  ... and {more} more" if more > 0 else ""
     raise InputError(
         f"{scan.problem_count} bad input line(s) in {scan.path} (nothing was sent; fix them or pass "
-        f"on_bad_input=skip to record them in the failures file and go on):\n  "
-        + "\n  ".join(scan.problems) + tail,
+        f"on_bad_input=skip to record them in the failures file and go on):" + problem_listing(scan),
         list(scan.problems),
     )
 
@@ -295,11 +323,17 @@ def iter_jobs(path: Path, *, limit: int | None, num_repeats: int | None = None,
     line's task index being its position) and produce no job. ``keep(task_index)`` selects
     tasks (a shard, see sweep/shard.py) before ``seq`` is assigned. ``rules`` (or the shorthand
     ``num_repeats`` / ``overrides`` / ``agent_name``) say how lines become rows; ``plan`` is the
-    scan's (computed here when not given)."""
+    scan's (computed here when not given). Lines are read only once proven the same as the scan
+    read them: a change raises ``InputChangedError`` before any job comes from changed lines."""
     if rules is None:
         rules = RowRules(overrides=dict(overrides or {}), agent_name=agent_name, repeats=num_repeats or 1)
     if plan is None:
         plan = _index_plan(path, limit, rules)
+    if plan.snapshot is None:
+        raise ValueError("iter_jobs needs the plan of a scan (scan_file(...).plan), which records what it read")
+    if plan.snapshot.limit != limit or plan.snapshot.path != path:
+        raise ValueError(f"iter_jobs(limit={limit}) on {path} with the plan of a scan of {plan.snapshot.path} "
+                         f"with limit={plan.snapshot.limit}")
     indexer = TaskIndexer(plan.candidates)
     next_rollout: dict[int, int] = {}  # split tasks: where their rollout indices go on
     seq = 0
@@ -321,7 +355,7 @@ def iter_jobs(path: Path, *, limit: int | None, num_repeats: int | None = None,
         if part_task in plan.split_sizes:
             next_rollout[part_task] = rollout
 
-    for item in _rows(path, limit, rules):
+    for item in _rows(plan.snapshot.verified(STREAM_ADVICE), rules):
         if item.row is None:
             position = indexer.bad_line()
             if on_problem is not None and (keep is None or keep(position)):

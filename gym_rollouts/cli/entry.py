@@ -1,0 +1,122 @@
+"""The console scripts' entry points: a signal at any moment of start-up ends with one line.
+
+A console script imports its module before it calls ``main`` (for ``collect``: Hydra, OmegaConf,
+aiohttp, about a second), and Hydra then composes the config: all of it before the engine
+installs its own SIGINT/SIGTERM handlers (engine/shutdown.py). Python's defaults would end such
+an early signal with a KeyboardInterrupt traceback (SIGINT) or with status -15 and no word
+(SIGTERM). The entry points here install a guard first, with nothing heavy imported yet, then
+import the command and run it. While the guard is in place (start-up; and again once the
+engine's handlers are undone: while the summary prints, between the jobs of a multirun), the
+first SIGINT or SIGTERM unwinds the command (its ``with`` blocks and ``finally`` clauses run) and
+it exits 130 with one line on stderr; a second one exits 130 at once (so does the first when it
+lands where Python cannot raise it: see ``SignalGuard``).
+
+The guard raises ``StartupSignal``, a ``KeyboardInterrupt``, so code that treats Ctrl-C
+specially (asyncio) unwinds as it would for Ctrl-C. Left to Python: a signal during the
+interpreter's own start-up, before this module runs (a few milliseconds).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+from typing import Any
+
+from gym_rollouts import exit_codes
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+COMMANDS = {"collect": "gym_rollouts.cli.collect", "dump_config": "gym_rollouts.cli.dump_config",
+            "doctor": "gym_rollouts.cli.doctor", "merge_rollouts": "gym_rollouts.cli.merge"}
+
+
+class StartupSignal(KeyboardInterrupt):
+    """A SIGINT/SIGTERM that arrived while the guard was in place."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+class SignalGuard:
+    """The handler for SIGINT and SIGTERM until the engine's own take over (see module doc).
+
+    Python runs a signal handler between any two bytecodes of the main thread, also inside a
+    weakref callback or ``__del__`` (e.g. in the import machinery), where an exception cannot
+    propagate: it is "ignored" (printed) and the command would go on. The guard's
+    ``sys.unraisablehook`` catches that case and ends the command at once, with the same line."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self.fired = False
+        self._unraisable = sys.unraisablehook
+
+    def install(self) -> None:
+        for sig in SIGNALS:
+            signal.signal(sig, self.handle)
+        sys.unraisablehook = self.unraisable
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.fired:  # the first one is still unwinding: do not wait for it
+            os._exit(exit_codes.INTERRUPTED)
+        self.fired = True
+        raise StartupSignal(signal.Signals(signum).name)
+
+    def unraisable(self, info: Any) -> None:
+        if isinstance(info.exc_value, StartupSignal):  # swallowed where it was raised: stop here
+            self.exit_now(info.exc_value.signal_name)
+        self._unraisable(info)
+
+    def exit_now(self, signal_name: str) -> None:
+        """The one line, then exit 130 without unwinding."""
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        say(interrupted_line(self.command, signal_name))
+        os._exit(exit_codes.INTERRUPTED)
+
+
+def say(line: str) -> None:
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # stderr closed: the exit status still says it
+        pass
+
+
+def interrupted_line(command: str, signal_name: str) -> str:
+    """The one line an interrupted command ends with."""
+    if command == "collect":
+        return (f"collect: interrupted by {signal_name} while no rollout was running (start-up or exit); nothing "
+                f"written was lost. To run or finish it: the same command with resume_from_cache=true")
+    return f"{command}: interrupted by {signal_name} before it finished; run it again"
+
+
+def run_command(command: str) -> Any:
+    """Guard, import ``command``'s module, run its ``main``; 130 and one line when interrupted."""
+    guard = SignalGuard(command)
+    guard.install()
+    try:
+        return importlib.import_module(COMMANDS[command]).main()
+    except KeyboardInterrupt as exc:  # the guard's, or Python's own for a third Ctrl-C in a run
+        guard.fired = True  # from here on, a signal exits at once
+        say(interrupted_line(command, exc.signal_name if isinstance(exc, StartupSignal) else "SIGINT"))
+        return exit_codes.INTERRUPTED
+
+
+def collect() -> Any:
+    return run_command("collect")
+
+
+def dump_config() -> Any:
+    return run_command("dump_config")
+
+
+def doctor() -> Any:
+    return run_command("doctor")
+
+
+def merge_rollouts() -> Any:
+    return run_command("merge_rollouts")
