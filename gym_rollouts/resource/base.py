@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from gym_rollouts.config.schema import ResourceConfig
 from gym_rollouts.errors import ConfigError
@@ -64,6 +64,17 @@ class Resource:
         """Why ``row`` cannot be scored by this resource (None when it can); checked for every row
         before any request, so rows meant for another environment never run here silently."""
         return None
+
+    def generated_rows(self) -> Iterable[Mapping[str, Any]] | None:
+        """Task rows this resource makes from its own config, used when the run names no input file
+        (engine/generated_inputs.py writes them beside the output); None: it needs an input file.
+        The same config must give the same rows, byte for byte (resume compares the input)."""
+        return None
+
+    def library_versions(self) -> Mapping[str, str]:
+        """Versions of the libraries that make or score this resource's tasks (distribution ->
+        version): recorded in the run manifest, so resume refuses when one changed."""
+        return {}
 
     async def start(self, ctx: ResourceContext) -> None:
         """Open connections (remote resources); in-process resources need nothing."""
@@ -117,7 +128,8 @@ def load_resource(cfg: ResourceConfig) -> Resource:
 
 
 def resource_from_class(cls_path: str, params: Mapping[str, Any], name: str) -> Resource:
-    """An instance of the ``package.module:Class`` Resource subclass ``cls_path`` with ``params``."""
+    """An instance of the ``package.module:Class`` Resource subclass ``cls_path`` with ``params``,
+    or what the ``package.module:factory`` callable returns for them (it must be a Resource)."""
     module_name, _, attr = cls_path.partition(":")
     if not attr:
         raise ConfigError(f"resource.cls must look like 'package.module:ClassName', got {cls_path!r}")
@@ -126,9 +138,17 @@ def resource_from_class(cls_path: str, params: Mapping[str, Any], name: str) -> 
     except ImportError as exc:
         raise ConfigError(f"resource.cls: cannot import {module_name!r}: {exc}") from None
     cls = getattr(module, attr, None)
-    if cls is None or not (isinstance(cls, type) and issubclass(cls, Resource)):
-        raise ConfigError(f"resource.cls: {cls_path!r} is not a Resource subclass")
+    is_class = isinstance(cls, type)
+    if cls is None or (is_class and not issubclass(cls, Resource)) or not callable(cls):
+        raise ConfigError(f"resource.cls: {cls_path!r} is not a Resource subclass nor a factory returning one")
     try:
-        return cls(**dict(params))
+        made = cls(**dict(params))
     except TypeError as exc:
+        if not is_class:
+            raise ConfigError(f"resource.cls: {cls_path!r} is not a Resource subclass, and calling it as a factory "
+                              f"with params {dict(params)} failed: {exc}") from None
         raise ConfigError(f"resource '{name}': bad params {dict(params)}: {exc}") from None
+    if not isinstance(made, Resource):
+        raise ConfigError(f"resource.cls: {cls_path!r} is not a Resource subclass, and as a factory it returned "
+                          f"{type(made).__name__}, not a Resource")
+    return made

@@ -5,7 +5,8 @@ Sources, in order of precedence for an agent name:
 1. ``environments.<agent>``: an explicit mapping. A value is an environment URL or a list of
    replica URLs (a NeMo Gym resources server), a mapping ``{url: ..., max_in_flight: N,
    timeout_s: S}``, or one of our in-process resources by name (``arithmetic``, ``weather``, ...:
-   a ``conf/resource/`` option) or class (``package.module:Class``).
+   a ``conf/resource/`` option, or an installed plugin's: resource/plugins.py) or class
+   (``package.module:Class``).
 2. The NeMo Gym head server (``resource=nemo_gym resource.params.head_url=...``, or
    ``resource=nemo_gym`` alone: ``head_server`` from the config, else NeMo Gym's default
    127.0.0.1:11000): each agent of its config names its resources server. Only NeMo Gym's
@@ -37,6 +38,7 @@ from gym_rollouts.errors import ConfigError, StartupError
 from gym_rollouts.resource.base import Resource, ResourceContext, load_resource, resource_from_class
 from gym_rollouts.resource.head import DEFAULT_HEAD_URL, SIMPLE_AGENT, HeadDirectory, discover, head_url_from
 from gym_rollouts.resource.nemo_gym import DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT_S, NemoGymEnvironment, normalize_urls
+from gym_rollouts.resource.plugins import discover as discover_plugins, option_node
 
 log = logging.getLogger(__name__)
 AGENT_REF = "agent_ref"
@@ -56,7 +58,11 @@ def _conf_resource(name: str) -> Resource:
 
     path = Path(conf_dir()) / "resource" / f"{name}.yaml"
     if not path.is_file():
-        options = sorted(p.stem for p in path.parent.glob("*.yaml") if p.stem != "nemo_gym")
+        plugins = discover_plugins()
+        if name in plugins:  # an installed package's resource (resource/plugins.py)
+            data = option_node(plugins[name])
+            return resource_from_class(str(data["cls"]), data["params"], name)
+        options = sorted({p.stem for p in path.parent.glob("*.yaml") if p.stem != "nemo_gym"} | set(plugins))
         raise ConfigError(f"environments: {name!r} is neither an http(s) URL nor one of our resources "
                           f"({', '.join(options)}) nor a 'package.module:Class'")
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -158,6 +164,11 @@ class EnvironmentTable:
             self._resources.append(resource)
             return resource
         raise ConfigError(f"{where}: expected a URL, a list of URLs or a resource name, got {spec!r}")
+
+    @property
+    def default_resource(self) -> Resource | None:
+        """The configured ``resource`` (None: ``resource=nemo_gym`` with head-server routing only)."""
+        return self._default
 
     @property
     def default_agent(self) -> str | None:
@@ -291,10 +302,16 @@ class EnvironmentTable:
 
     # -- reporting -----------------------------------------------------------------------------------
     def fingerprint(self) -> dict[str, Any]:
-        """What decides the environments of a run, without URLs (ports may change between runs)."""
-        return {"environments": {k: ("remote" if isinstance(v, (list, tuple)) or (isinstance(v, str) and "://" in v)
-                                     or isinstance(v, Mapping) else v) for k, v in self.cfg.environments.items()},
-                "head_server": self.head_url is not None}
+        """What decides the environments of a run, without URLs (ports may change between runs), plus
+        the versions of the libraries that generate or score the tasks of its in-process resources
+        (only when one has any, so earlier manifests without them still match)."""
+        found = {"environments": {k: ("remote" if isinstance(v, (list, tuple)) or (isinstance(v, str) and "://" in v)
+                                      or isinstance(v, Mapping) else v) for k, v in self.cfg.environments.items()},
+                 "head_server": self.head_url is not None}
+        versions = {name: version for r in self._resources for name, version in r.library_versions().items()}
+        if versions:
+            found["library_versions"] = dict(sorted(versions.items()))
+        return found
 
     def resources(self) -> list[Resource]:
         return list(self._resources)
