@@ -189,7 +189,7 @@ def hydra_app(task: Task, *, config_name: str = "collect", extra_overrides: tupl
     printed: set[str] = set()  # notices already shown (a multirun composes once per job)
 
     @hydra.main(config_path=str(cdir), config_name=config_name, version_base="1.3")
-    def _main(cfg: Any) -> None:
+    def _main(cfg: Any) -> int:  # the code is the job's return value: launchers in other processes
         mask_log_records()  # Hydra has just configured this job's logging
         notices = Notices()
         try:
@@ -200,6 +200,7 @@ def hydra_app(task: Task, *, config_name: str = "collect", extra_overrides: tupl
             _print_notes(notices, printed)
             print(f"error: {error_text(exc)}", file=sys.stderr)
             codes.append(EXIT_CONFIG)
+        return codes[-1]  # (joblib, SLURM, Ray) hand it to the sweep callback (sweep/callback.py)
 
     streams = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = MaskingStream(sys.stdout), MaskingStream(sys.stderr)

@@ -7,7 +7,9 @@ Whether the job wrote its aggregate metrics is told by their modification time b
 the job (a refused or interrupted job leaves an earlier run's file untouched).
 ``on_multirun_end`` runs in the launching process once every job is back, reads the records and
 the jobs' aggregate metrics, writes ``sweep_summary.{csv,json}`` into the sweep dir and prints a
-short table (this callback is part of the command line's output, hence the print). A record's
+short table (this callback is part of the command line's output, hence the print), then judges
+the sweep (sweep/verdict.py): when a job failed or did not finish, it names it, prints the resume
+command and exits with the sweep's code (the launchers do not pass jobs' codes on). A record's
 overrides are Hydra's, so a key typed on the command line is its ``${oc.env:...}`` reference
 (cli/app.py); its texts are masked all the same (config/secrets.py).
 """
@@ -27,7 +29,8 @@ from omegaconf import DictConfig, OmegaConf
 from gym_rollouts.config.secrets import mask_in
 from gym_rollouts.engine.outputs import OutputPaths
 from gym_rollouts.sweep.paths import JOB_RECORD, job_output_path
-from gym_rollouts.sweep.summary import format_table, summarize_sweep
+from gym_rollouts.sweep.summary import format_table, read_records, summarize_sweep
+from gym_rollouts.sweep.verdict import Verdict, expected_job_count, sweep_verdict
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,9 @@ def job_record(config: DictConfig, job_return: Any, stamp_before: int | None = N
         record["error"] = str(exc)
     stamp = metrics_stamp(record["output_jsonl_fpath"])
     record["metrics_written"] = stamp is not None and stamp != stamp_before  # not a leftover of an earlier run
+    if record["status"] == "COMPLETED":
+        code = getattr(job_return, "_return_value", None)  # collect's exit code (cli/app.py)
+        record["exit_code"] = code if isinstance(code, int) and not isinstance(code, bool) else None
     if record["status"] == "FAILED":
         try:
             job_return.return_value  # raises the task's exception for a failed job
@@ -123,3 +129,25 @@ class SweepSummary(Callback):
         if self.print_table:
             print(f"\nSweep summary ({len(rows)} jobs): {csv_path}")
             print(format_table(rows, columns))
+        hydra = config.hydra
+        expected = expected_job_count(OmegaConf.select(hydra, "sweeper._target_"), _overrides(config),
+                                      OmegaConf.select(hydra, "sweeper.params"))
+        verdict = sweep_verdict(read_records(sweep_dir), expected)
+        if verdict.exit_code != 0:
+            report_and_exit(verdict, str(sweep_dir))
+
+
+def report_and_exit(verdict: Verdict, sweep_dir: str) -> None:
+    """Launchers that run jobs elsewhere do not pass their exit codes on: say which jobs did not
+    succeed and how to finish the sweep, and end ``collect -m`` with the sweep's code."""
+    import sys
+
+    from gym_rollouts.cli.collect import resume_command
+
+    absolute = str(Path(sweep_dir).resolve())
+    lines = "\n".join(f"  - {p}" for p in verdict.problems)
+    print(f"error: {len(verdict.problems)} sweep job(s) did not succeed:\n{lines}\n"
+          f"  The outputs so far are kept. After fixing the cause, finish the sweep with:\n"
+          f"    {resume_command(Path(absolute), sys.argv[1:], absolute)}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    raise SystemExit(verdict.exit_code)

@@ -1,7 +1,8 @@
 """The sweep summary: one row per job of a multirun with its overrides and key metrics.
 
 Inputs are the per-job records (``sweep_job.json``, written by the callback inside each job) and
-each job's ``<stem>_aggregate_metrics.json`` (read through metrics_view, either shape). Outputs:
+each job's ``<stem>_aggregate_metrics.json`` (read through metrics_view, either shape); a job its
+launcher lost has a ``LOST`` record (sweep/lost_jobs.py), status ``lost``. Outputs:
 ``sweep_summary.json``, ``sweep_summary.csv`` and a short text table. pass@k columns appear when
 a job's metrics carry them; a figure a job does not have is left empty.
 """
@@ -17,6 +18,7 @@ from gym_rollouts.config.secrets import mask_in
 from gym_rollouts.engine.outputs import OutputPaths
 from gym_rollouts.sweep.metrics_view import key_figures
 from gym_rollouts.sweep.paths import JOB_RECORD
+from gym_rollouts.sweep.verdict import LOST
 
 SUMMARY_STEM = "sweep_summary"
 METRIC_KEYS = ("rollouts", "failures", "mean_reward", "rollouts_per_s", "output_tokens_per_s")
@@ -34,13 +36,16 @@ def split_override(override: str) -> tuple[str, str]:
 
 def read_records(sweep_dir: Path) -> list[dict[str, Any]]:
     """The job records under a sweep dir, by job number."""
-    records = []
-    for path in sweep_dir.rglob(JOB_RECORD):
+    by_job: dict[Any, dict[str, Any]] = {}
+    for path in sorted(sweep_dir.rglob(JOB_RECORD)):
         try:
-            records.append(json.loads(path.read_text(encoding="utf-8")))
+            record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-    return sorted(records, key=lambda r: r.get("job", 0))
+        # a job's own record wins over a LOST one its launcher wrote (sweep/lost_jobs.py)
+        if record.get("job") not in by_job or by_job[record.get("job")].get("status") == LOST:
+            by_job[record.get("job")] = record
+    return sorted(by_job.values(), key=lambda r: r.get("job", 0))
 
 
 def job_row(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -68,6 +73,8 @@ def job_row(record: Mapping[str, Any]) -> dict[str, Any]:
 def _status(record: Mapping[str, Any], figures: Mapping[str, Any]) -> str:
     if record.get("status") == "FAILED":
         return "error"
+    if record.get("status") == LOST:
+        return "lost"
     if figures.get("rollouts") is None:
         return "no_metrics"
     return "partial" if figures.get("failures") else "ok"

@@ -41,7 +41,7 @@ def test_launcher_preset_composes_to_an_importable_launcher(name):
 def test_slurm_preset_sets_the_documented_fields():
     launcher = _hydra_cfg(["hydra/launcher=slurm", "hydra.launcher.partition=cpu"]).launcher
     assert launcher.partition == "cpu"
-    assert launcher.timeout_min == 720 and launcher.cpus_per_task == 4 and launcher.array_parallelism == 8
+    assert launcher.timeout_min == 720 and launcher.cpus_per_task == 2 and launcher.array_parallelism == 8
     assert launcher._target_.endswith("SlurmLauncher")
 
 
