@@ -1,0 +1,101 @@
+"""Learned server capacity (pure, no I/O): routing weights from observed call latencies.
+
+Used when ``router.weights`` is empty and ``router.learn_capacity`` is on (hand weights override).
+The dispatcher feeds one ``observe(index, latency_s)`` per answered generation call; the estimator
+keeps an EWMA of each server's latency and sets each ``ServerState.weight`` to
+``(fastest EWMA latency / this server's EWMA latency) ** power`` (the fastest server weighs 1, so
+loads stay in requests), floored at ``min_weight``.
+
+Why latency and not Little's-law throughput (concurrency / latency): a server that gets little
+traffic shows a low throughput, gets a lower weight, then even less traffic: that loop starves a
+slower server. Latency rises with the load a server is given (queueing), and a weight lowers that
+load, so ``weight = latency ** -power`` is a negative feedback loop: stable. The power corrects for
+queueing: on a saturated server latency grows with the requests it holds, so with power 1 the
+loop settles where each server holds requests in proportion to the square root of its capacity;
+with power p, to capacity ** (p / (1 + p)) (the default 1.5: 0.6). A larger power is closer to
+capacity shares under load but amplifies latency noise between equal servers (2 made identical
+servers' weights spread over 0.2-1 on a grouped workload); docs/router.md has the measurements.
+``waiting`` from ``/metrics`` (when polled) already counts as load in ``ServerState.load``.
+
+Cost: an observation updates one EWMA and one weight (O(1)); all weights are recomputed only when
+the fastest server's estimate changes (O(servers)).
+
+Robustness: latencies are noisy (a cold server's first calls, a prompt missing the prefix cache, a
+long generation). During warm-up a server's estimate is the lowest latency seen; after it, each
+observation is clipped to [1/``clip``, ``clip``] times the current estimate before entering the
+EWMA, so one outlier moves a latency estimate by at most ``alpha * (clip - 1)`` (5 %) while a
+lasting change shows within tens of calls (a server turning 4x slower: its weight halfway there,
+in log terms, after ~10 calls, within 2x of the final value after ~20).
+
+Cold start: every weight stays 1 until each member server has ``warmup`` observations (equal
+weights); a server with none later (joined late) weighs the mean of the others until it has its own.
+"""
+
+from __future__ import annotations
+
+from gym_rollouts.router.policy import ServerState
+
+
+class CapacityEstimator:
+    """EWMA latency per server -> ``ServerState.weight`` (see the module doc)."""
+
+    def __init__(self, servers: list[ServerState], *, alpha: float = 0.05, warmup: int = 4,
+                 min_weight: float = 0.05, clip: float = 2.0, power: float = 1.5) -> None:
+        if not 0.0 < alpha <= 1.0:
+            raise ValueError("alpha must be in (0, 1]")
+        self.servers = servers
+        self.alpha = alpha
+        self.warmup = warmup
+        self.min_weight = min_weight
+        self.clip = clip
+        self.power = power
+        self.latency: list[float | None] = [None] * len(servers)  # EWMA seconds per server
+        self.samples = [0] * len(servers)
+        self.warm = False
+        self.updates = 0
+        self._fastest: float | None = None
+        self._fastest_index = -1
+
+    def observe(self, index: int, latency_s: float) -> None:
+        """One answered call of ``latency_s`` seconds on server ``index``."""
+        old = self.latency[index]
+        n = self.samples[index] = self.samples[index] + 1
+        if old is None:
+            self.latency[index] = latency_s
+        elif n <= self.warmup:
+            self.latency[index] = min(old, latency_s)
+        else:
+            clip = self.clip
+            obs = old * clip if latency_s > old * clip else old / clip if latency_s * clip < old else latency_s
+            self.latency[index] = old + self.alpha * (obs - old)
+        if not self.warm:
+            if any(n < self.warmup for n, s in zip(self.samples, self.servers) if s.member):
+                return
+            self.warm = True
+        fastest = self._fastest
+        lat = self.latency[index]
+        if fastest is None or index == self._fastest_index or lat < fastest:  # type: ignore[operator]
+            self._reweigh()
+        else:
+            self.servers[index].weight = max(self.min_weight, (fastest / lat) ** self.power)  # type: ignore[operator]
+            self.updates += 1
+
+    def _reweigh(self) -> None:
+        known = [lat for lat in self.latency if lat is not None and lat > 0]
+        if not known:
+            return
+        fastest = min(known)
+        self._fastest, self._fastest_index = fastest, self.latency.index(fastest)
+        power = self.power
+        weights = [None if lat is None or lat <= 0 else max(self.min_weight, (fastest / lat) ** power)
+                   for lat in self.latency]
+        have = [w for w in weights if w is not None]
+        mean = sum(have) / len(have)
+        for server, weight in zip(self.servers, weights):
+            server.weight = mean if weight is None else weight
+        self.updates += 1
+
+    def stats(self) -> dict[str, object]:
+        return {"warm": self.warm, "updates": self.updates,
+                "latency_ms": [None if lat is None else round(lat * 1000.0, 3) for lat in self.latency],
+                "weights": [round(s.weight, 4) for s in self.servers]}

@@ -1,0 +1,86 @@
+"""Group affinity and learned capacity over real sockets (embedded servers as child processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+
+from router_harness import body, open_dispatcher
+
+from gym_rollouts.adapter.connect import open_policy
+from gym_rollouts.config.schema import ModelConfig, RouterConfig
+from gym_rollouts.embedded import EmbeddedConfig
+
+
+async def grouped(dispatcher, groups: int, repeats: int, workers: int) -> dict[int, set[str]]:
+    """``groups`` x ``repeats`` one-call rollouts (repeats consecutive); the servers of each group."""
+    jobs: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
+    for g in range(groups):
+        for r in range(repeats):
+            jobs.put_nowait((g, r))
+    servers: dict[int, set[str]] = collections.defaultdict(set)
+
+    async def worker() -> None:
+        while not jobs.empty():
+            g, r = jobs.get_nowait()
+            key = f"g{g}-{r}"
+            try:
+                server, _ = await dispatcher.post("/chat/completions", body(g, 0), key, group=f"g{g}")
+                servers[g].add(server)
+            finally:
+                dispatcher.forget(key)
+
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(workers):
+            tg.create_task(worker())
+    return servers
+
+
+async def test_a_group_lands_on_one_server_and_groups_spread(start_fleet) -> None:
+    procs = start_fleet(*(EmbeddedConfig(latency_ms=20.0) for _ in range(3)))
+    async with open_dispatcher([p.base_url for p in procs], group_max_imbalance=100.0) as dispatcher:
+        servers = await grouped(dispatcher, groups=6, repeats=8, workers=8)
+        summary = dispatcher.summary()
+    assert all(len(s) == 1 for s in servers.values()), servers
+    assert len(set.union(*servers.values())) >= 2  # groups still spread over the fleet
+    assert summary["group_hits"] == 6 * 7 and summary["live_groups"] == 0 and summary["live_rollouts"] == 0
+
+
+async def test_without_group_affinity_a_group_spreads(start_fleet) -> None:
+    procs = start_fleet(*(EmbeddedConfig(latency_ms=20.0) for _ in range(3)))
+    async with open_dispatcher([p.base_url for p in procs], group_affinity=False) as dispatcher:
+        servers = await grouped(dispatcher, groups=4, repeats=8, workers=8)
+    assert all(len(s) >= 2 for s in servers.values()), servers
+
+
+async def test_policy_sessions_of_one_group_share_a_server(start_fleet) -> None:
+    procs = start_fleet(*(EmbeddedConfig(latency_ms=20.0) for _ in range(3)))
+    router = RouterConfig(group_max_imbalance=100.0)
+    async with open_policy(ModelConfig(), [p.base_url for p in procs], router=router) as (policy, _):
+        sessions = [policy.session(group="task-1") for _ in range(4)]
+        await asyncio.gather(*(s.respond({"input": "What is 2 + 3?", "max_output_tokens": 8}) for s in sessions))
+        for s in sessions:
+            s.close()
+        assert len({s.servers[0] for s in sessions}) == 1
+        assert policy.dispatcher.policy.group_hits == 3
+
+
+async def test_a_slower_server_is_learned_from_latencies(start_fleet) -> None:
+    fast, slow = start_fleet(EmbeddedConfig(latency_ms=20.0, max_num_seqs=2),
+                             EmbeddedConfig(latency_ms=80.0, max_num_seqs=2))
+    async with open_dispatcher([fast.base_url, slow.base_url]) as dispatcher:
+        await grouped(dispatcher, groups=60, repeats=1, workers=4)
+        rows = {row["server"]: row for row in dispatcher.stats()}
+        capacity = dispatcher.summary()["capacity"]
+    assert capacity["warm"]
+    assert rows[fast.base_url]["weight"] == 1.0
+    assert rows[slow.base_url]["weight"] < 0.6, capacity
+    assert rows[slow.base_url]["completed"] < rows[fast.base_url]["completed"]
+
+
+async def test_hand_weights_override_learning(start_fleet) -> None:
+    fast, slow = start_fleet(EmbeddedConfig(latency_ms=10.0), EmbeddedConfig(latency_ms=40.0))
+    async with open_dispatcher([fast.base_url, slow.base_url], weights=(1.0, 1.0)) as dispatcher:
+        await grouped(dispatcher, groups=20, repeats=1, workers=4)
+        assert [row["weight"] for row in dispatcher.stats()] == [1.0, 1.0]
+        assert "capacity" not in dispatcher.summary()
