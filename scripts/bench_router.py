@@ -32,13 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gym_rollouts.config.schema import RouterConfig, TransportConfig  # noqa: E402
 from gym_rollouts.embedded import EmbeddedConfig, embedded_subprocess  # noqa: E402
+from gym_rollouts.router.capacity import CapacityEstimator  # noqa: E402
 from gym_rollouts.router.dispatcher import Dispatcher, root_url  # noqa: E402
 from gym_rollouts.router.policy import RoutingPolicy, ServerState  # noqa: E402
 from gym_rollouts.router.vllm_metrics import parse_metrics  # noqa: E402
 from gym_rollouts.transport.client import HttpTransport  # noqa: E402
 
-DEFAULT_POLICIES = ("sticky_least_loaded", "sticky_least_loaded+weights", "sticky_least_loaded+metrics", "hash",
-                    "round_robin")
+DEFAULT_POLICIES = ("sticky_least_loaded", "sticky_least_loaded+equal", "sticky_least_loaded+weights",
+                    "sticky_least_loaded+metrics", "hash", "round_robin")
 FILLER = ("Solve the task step by step, use the calculator tool when arithmetic is needed and give "
           "the final answer on the last line. ") * 4
 
@@ -53,7 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--turns", type=int, default=3)
     p.add_argument("--workers", type=int, default=32, help="concurrent rollouts")
     p.add_argument("--policies", default=",".join(DEFAULT_POLICIES),
-                   help="comma-separated; +weights: capacity weights, +metrics: use_metrics")
+                   help="comma-separated; +weights: hand capacity weights, +equal: equal weights (learned "
+                        "capacity off), +metrics: use_metrics; plain: weights learned (router/capacity.py)")
     p.add_argument("--repeats", type=int, default=1, help="runs per policy (the median makespan is reported)")
     p.add_argument("--decisions", type=int, default=200_000, help="per decision-time measurement")
     p.add_argument("--decisions-only", action="store_true", help="only (c): no servers, no workload")
@@ -107,7 +109,7 @@ async def bench_policy(name: str, urls: list[str], weights: tuple[float, ...], a
                        ideal_s: float) -> dict[str, Any]:
     kind, _, extra = name.split("#")[0].partition("+")
     rcfg = RouterConfig(policy=kind, weights=weights if extra == "weights" else (),
-                        use_metrics=extra == "metrics", metrics_interval_s=0.2)
+                        use_metrics=extra == "metrics", metrics_interval_s=0.2, learn_capacity=extra != "equal")
     tcfg = TransportConfig(read_timeout_s=120.0)
     async with HttpTransport(tcfg, concurrency=args.workers) as http, Dispatcher(tuple(urls), http, rcfg, tcfg) as d:
         hits0, queries0 = await prefix_counters(http, urls)
@@ -122,6 +124,7 @@ async def bench_policy(name: str, urls: list[str], weights: tuple[float, ...], a
         "stickiness": round(stuck / follow_ups, 4) if follow_ups else None,
         "prefix_cache_hit_rate": round((hits1 - hits0) / (queries1 - queries0), 4) if queries1 > queries0 else None,
         "calls_per_server": [row["completed"] for row in stats],
+        "final_weights": [row["weight"] for row in stats],
         "p99_latency_ms_per_server": [row["p99_latency_ms"] for row in stats],
     }
 
@@ -145,7 +148,18 @@ def decision_time(n_servers: int, kind: str, decisions: int) -> dict[str, float]
         policy.choose(key)
         policy.forget(key)
     new = (time.perf_counter_ns() - t0) / decisions / 1000
-    return {"follow_up_us": round(follow, 3), "new_rollout_us": round(new, 3)}
+    t0 = time.perf_counter_ns()
+    for i, key in enumerate(fresh):  # groups of 8 consecutive new rollouts
+        policy.choose(key, group=f"g{i >> 3}")
+        policy.forget(key)
+    grouped = (time.perf_counter_ns() - t0) / decisions / 1000
+    estimator = CapacityEstimator(servers)
+    t0 = time.perf_counter_ns()
+    for i in range(decisions):
+        estimator.observe(i % n_servers, 0.05 + (i & 7) * 0.001)
+    observe = (time.perf_counter_ns() - t0) / decisions / 1000
+    return {"follow_up_us": round(follow, 3), "new_rollout_us": round(new, 3),
+            "new_grouped_rollout_us": round(grouped, 3), "capacity_observe_us": round(observe, 3)}
 
 
 async def fleet_benchmark(args: argparse.Namespace) -> dict[str, Any]:

@@ -11,6 +11,12 @@ unusable 200 is retried elsewhere like a 5xx) -> (context-length 400 -> empty tu
 capture (prompt ids from ``/tokenize`` only for servers without ``return_token_ids``) -> usage
 (a reply without one: filled from the ids when captured, else counted unknown and the rollout's
 ``response.usage`` is null) -> continuity.
+
+Provenance: each answered model call appends its server to ``servers`` and, in the same place of
+``weight_versions``, the weight version it was sent under (router/pause.py ``version_for``, read
+in the attempt that answered, after the pause gate; None without a ``PauseControl``). A reply
+with ``finish_reason: "abort"`` (vLLM paused with ``/pause?mode=abort`` by someone else, or the
+request aborted there) is not a turn: the attempt fails retryably (kind ``stalled``).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from gym_rollouts.adapter.reply import ModelTurn, counted_usage
 from gym_rollouts.adapter.request import build_chat_body, tokenize_request
 from gym_rollouts.adapter.tokens import CapturedTokens, ContinuityTracker
 from gym_rollouts.config.schema import ModelConfig
-from gym_rollouts.errors import ProtocolError, ServerStatusError, ToolSupportError
+from gym_rollouts.errors import ProtocolError, ServerStatusError, ToolSupportError, TransportError
 from gym_rollouts.router.dispatcher import Dispatcher
 from gym_rollouts.transport.client import Answer
 
@@ -37,6 +43,7 @@ log = logging.getLogger(__name__)
 Read = TypeVar("Read")
 
 CONTEXT_LENGTH = "context_length"
+ABORTED = "abort"  # vLLM's finish_reason for a generation aborted server-side (e.g. /pause?mode=abort)
 TOOL_PARSER_HINT = ("the vLLM server refused a request with tools because it runs without a tool-call "
                     "parser: restart it with --enable-auto-tool-choice --tool-call-parser <name> "
                     "(e.g. hermes for Qwen/Hermes-style models)")
@@ -64,8 +71,9 @@ class VLLMPolicy:
         self.usage_unknown_calls = 0  # replies without usage and without ids to count
         self._warned_no_usage: set[str] = set()
 
-    def session(self) -> "PolicySession":
-        return PolicySession(self, f"r{next(self._keys)}")
+    def session(self, group: str | None = None) -> "PolicySession":
+        """A new rollout's model side; ``group`` (its task) lets the router keep a group on one server."""
+        return PolicySession(self, f"r{next(self._keys)}", group)
 
     def stats(self) -> dict[str, int]:
         return {"context_length_stops": self.context_length_stops, "clamped_calls": self.clamped_calls,
@@ -85,12 +93,15 @@ class VLLMPolicy:
 class PolicySession:
     """The model side of one rollout."""
 
-    def __init__(self, policy: VLLMPolicy, key: str) -> None:
+    def __init__(self, policy: VLLMPolicy, key: str, group: str | None = None) -> None:
         self._p = policy
         self.key = key
+        self.group = group  # the router's group key (router/policy.py group affinity)
         self.known_prompt_len: int | None = None
         self.continuity = ContinuityTracker()
         self.servers: list[str] = []
+        self.weight_versions: list[str | None] = []  # one per entry of ``servers`` (module doc)
+        self._sent_version: str | None = None  # the version of the latest attempt sent
         self.sampling: dict[str, Any] = {}  # temperature / top_p actually sent (config overrides included)
 
     def close(self) -> None:
@@ -117,7 +128,8 @@ class PolicySession:
                 p.clamped_calls += 1
         read = functools.partial(read_generation, cfg=cfg)
         try:
-            server, reply = await p.dispatcher.post(path, body, self.key, send=self._sender(body, read))
+            server, reply = await p.dispatcher.post(path, body, self.key, send=self._sender(body, read),
+                                                    group=self.group)
         except ServerStatusError as err:
             if is_context_length_error(err.status, err.server_message):
                 return self._context_stop()
@@ -126,6 +138,7 @@ class PolicySession:
                                        message=f"{TOOL_PARSER_HINT} (server said: {err.server_message})") from None
             raise
         self.servers.append(server)
+        self.weight_versions.append(self._sent_version)
         turn = reply.turn
         if reply.captured is not None:
             await self._attach_tokens(turn, reply.captured, body)
@@ -145,10 +158,19 @@ class PolicySession:
                 ) -> Callable[[str, str], Awaitable[Read]]:
         """The dispatcher's ``send=`` hook: post ``body`` (serialised once for all attempts) and
         ``read`` the answer inside the attempt, so an unusable 200 counts against the server."""
-        transport, data = self._p.dispatcher.transport, orjson.dumps(body)
+        dispatcher = self._p.dispatcher
+        transport, data, pause = dispatcher.transport, orjson.dumps(body), getattr(dispatcher, "pause", None)
 
         async def send(url: str, server: str) -> Read:
-            return read(await transport.post(url, data, server=server), url, server)
+            if pause is not None:  # the attempt passed the pause gate: it runs under this version
+                self._sent_version = pause.version_for(server)
+            result = read(await transport.post(url, data, server=server), url, server)
+            turn = getattr(result, "turn", None)
+            if turn is not None and turn.finish_reason == ABORTED:
+                raise TransportError(f"{server} aborted the generation (finish_reason=abort: the server was paused "
+                                     f"with /pause?mode=abort, or the request aborted there); sent again",
+                                     server=server, kind="stalled")
+            return result
 
         return send
 

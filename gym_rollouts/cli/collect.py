@@ -10,24 +10,28 @@ Ctrl-C stops the whole sweep, and the printed command (``-m``, ``hydra.sweep.dir
 dir>``, ``resume_from_cache=true``) resumes every job of it. 141: stdout was closed before the
 summary was printed (the output files are complete; see cli/app.py). With no ``policy_base_url``
 the embedded demo backend runs, and a notice on stderr plus a summary line say so.
+
+A thin user of the Python API (gym_rollouts/api/, docs/library.md): Hydra composes the config,
+``api.run_config`` runs it on the one engine, this module prints.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
+import os
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 from gym_rollouts import exit_codes
+from gym_rollouts.cli import event_loop
 from gym_rollouts.cli.app import hydra_app, typed_arguments
 from gym_rollouts.cli.progress import Progress
 from gym_rollouts.config.schema import CollectConfig, build_collect_config
 from gym_rollouts.config.secret_overrides import given_literally, hide_secret_overrides
-from gym_rollouts.engine.session import RunResult, run_collection
+from gym_rollouts.api import RunResult, run_config
 from gym_rollouts.engine.shutdown import StopControl, install_signal_handlers
 from gym_rollouts.errors import RunStopped
 from gym_rollouts.sweep.paths import job_context, job_output_path
@@ -77,6 +81,7 @@ def announce_backend(cfg: CollectConfig) -> None:
 def print_summary(result: RunResult, argv: list[str], sweep_dir: str | None = None, *,
                   embedded: bool = False) -> None:
     s = result.summary
+    assert result.paths is not None, "collect always has an output (cli/collect.py _task sets it)"
     for repair in result.repairs:
         print(f"  repaired: {repair}")
     if not result.started:
@@ -129,7 +134,7 @@ async def _collect(cfg: CollectConfig, progress: Progress) -> RunResult:
     stop = StopControl()
     remove = install_signal_handlers(stop, _announce(cfg))
     try:
-        return await run_collection(cfg, stop=stop, on_tick=progress if progress.enabled else None)
+        return await run_config(cfg, stop=stop, on_tick=progress if progress.enabled else None)  # the Python API
     finally:
         remove()
 
@@ -142,7 +147,7 @@ def _task(raw: dict[str, Any], hydra_cfg: Any, *, argv: list[str]) -> int:
     progress = Progress(cfg.progress, line_every_s=cfg.progress_interval_s)
     sweep_dir = None if job_num is None else sweep_dir_of(hydra_cfg)
     try:
-        result = asyncio.run(_collect(cfg, progress))
+        result = event_loop.run(_collect(cfg, progress), os.environ)  # uvloop when installed
     except RunStopped as exc:
         progress.close()
         return report_stopped(exc, argv, sweep_dir)

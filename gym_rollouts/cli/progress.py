@@ -4,7 +4,8 @@ Shows rollouts finished / total (earlier runs included on resume), rollouts/s an
 tokens/s of this run, in-flight rollouts, failed rollouts, retries (re-attempted rollouts +
 retried model calls) and context-length stops; with several servers also how many are up and
 their in-flight counts (the bar), or one line per server with its outcomes and latency (lines
-mode). Called by the engine's ticker with ``RunStats``.
+mode); with admission (``num_samples_in_parallel: auto`` or ``router.max_rollouts_per_server``) each
+server's live rollouts and their limit, ``live/limit`` (the limit moves with the server's KV room). Called by the engine's ticker with ``RunStats``.
 
 The rates are ``RunStats.rates()``, the definition the final summary uses (engine/stats.py), so
 the last progress line and the summary print the same rollouts/s and tokens/s; the bar hides
@@ -39,17 +40,30 @@ def _host(url: str) -> str:
     return url.split("://", 1)[-1].removesuffix("/v1")
 
 
+def admitted(s: dict[str, Any]) -> str | None:
+    """``live/limit`` of one server under admission (None without a limit)."""
+    limit = s.get("admit_limit")
+    return None if limit is None else f"{s.get('rollouts') or 0}/{limit}"
+
+
 def fleet_field(servers: list[dict[str, Any]]) -> str:
-    """Compact fleet state for the bar: ``2/3 up, in-flight 31/30/0``."""
+    """Compact fleet state for the bar: ``2/3 up, in-flight 31/30/0`` (+ ``, rollouts 12/16 9/12 0/4``
+    under admission: live/limit per server)."""
     up = sum(1 for s in servers if s.get("up"))
-    return f"{up}/{len(servers)} up, in-flight " + "/".join(str(s.get("in_flight", 0)) for s in servers)
+    out = f"{up}/{len(servers)} up, in-flight " + "/".join(str(s.get("in_flight", 0)) for s in servers)
+    limits = [admitted(s) for s in servers]
+    if any(limits):
+        out += ", rollouts " + " ".join(x or "-" for x in limits)
+    return out
 
 
 def server_lines(servers: list[dict[str, Any]]) -> list[str]:
     out = []
     for s in servers:
         p99 = s.get("p99_latency_ms")
+        live = admitted(s)
         out.append(f"[collect]   {_host(str(s.get('server')))} {'up' if s.get('up') else 'DOWN'}: "
+                   + (f"rollouts {live}, " if live else "") +
                    f"in-flight {s.get('in_flight', 0)}, completed {s.get('completed', 0)}, "
                    f"failed {s.get('failed', 0)}, retried {s.get('retried', 0)}, "
                    f"p99 {'-' if p99 is None else f'{p99:.0f} ms'}")
@@ -87,7 +101,7 @@ class Progress:
                                  bar_format=BAR_FORMAT if stats.total else BAR_FORMAT_NO_TOTAL)
             self._bar.n = stats.finished
             postfix = fields(stats)
-            if len(stats.servers) > 1:
+            if len(stats.servers) > 1 or any(admitted(s) for s in stats.servers):
                 postfix["servers"] = fleet_field(stats.servers)
             self._bar.set_postfix(postfix, refresh=False)
             self._bar.refresh()
@@ -100,7 +114,7 @@ class Progress:
     def _print_line(self, stats: RunStats) -> None:
         self._printed = line(stats)
         lines = [self._printed]
-        if len(stats.servers) > 1:
+        if len(stats.servers) > 1 or any(admitted(s) for s in stats.servers):
             lines += server_lines(stats.servers)
         print("\n".join(lines), file=sys.stderr, flush=True)
 

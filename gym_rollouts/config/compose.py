@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
@@ -129,15 +129,18 @@ def _reapply_cli(cfg: DictConfig, overrides: Sequence[str]) -> None:
 
 
 def compose_plain(overrides: Sequence[str] = (), *, config_name: str = "collect", cwd: str | Path | None = None,
-                  notices: Notices | None = None) -> dict[str, Any]:
+                  notices: Notices | None = None,
+                  extra_options: Mapping[str, Iterable[str]] | None = None) -> dict[str, Any]:
     """Compose ``conf/`` in process with Hydra's compose API, exactly as the console scripts do
     (override normalisation, ``env.yaml`` from ``cwd`` and ``config_paths`` merged, command line on
-    top); for tests and tools. Pass a ``Notices`` to receive the notices a console script prints."""
+    top); for tests, tools and the Python API (gym_rollouts/api/config.py). Pass a ``Notices`` to
+    receive the notices a console script prints; ``extra_options``: group options stored in Hydra's
+    ConfigStore (plugin resources, resource/plugins.py), as ``check_group_choices`` takes them."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
     cdir = conf_dir()
-    check_group_choices(overrides, cdir)
+    check_group_choices(overrides, cdir, extra_options)
     normalized = normalize_overrides(overrides, config_group_names(cdir), primary_default_groups(cdir, config_name))
     try:
         with initialize_config_dir(config_dir=str(cdir), version_base="1.3"):

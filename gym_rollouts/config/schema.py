@@ -87,6 +87,36 @@ class TransportConfig:
 
 
 @dataclass(frozen=True)
+class AdmissionConfig:
+    """``num_samples_in_parallel: auto``: the per-server AIMD controller (router/admission.py)."""
+
+    initial: int = 4  # cold-start limit of live rollouts per server
+    min: int = 1  # floor per server
+    max: int = 64  # ceiling per server (the worker pool is max x servers)
+    target_kv: float = 0.9  # grow while the KV cache is below this; hold between it and a preemption
+    increase: int = 1  # additive step per /metrics poll
+    decrease: float = 0.7  # multiplicative factor on new preemptions / sustained waiting
+    waiting_polls: int = 2  # polls in a row with requests waiting that count as congestion
+    cooldown_polls: int = 3  # after a decrease: polls without growth or another decrease
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 1 <= self.min <= self.initial <= self.max:
+            problems.append(f"router.admission needs 1 <= min <= initial <= max; got min={self.min}, "
+                            f"initial={self.initial}, max={self.max}")
+        if not 0.0 < self.target_kv <= 1.0:
+            problems.append("router.admission.target_kv must be in (0, 1]")
+        if self.increase < 1:
+            problems.append("router.admission.increase must be >= 1")
+        if not 0.0 < self.decrease < 1.0:
+            problems.append("router.admission.decrease must be in (0, 1), e.g. 0.7")
+        if self.waiting_polls < 1 or self.cooldown_polls < 0:
+            problems.append("router.admission.waiting_polls must be >= 1 and cooldown_polls >= 0")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+
+@dataclass(frozen=True)
 class RouterConfig:
     """How rollouts are spread over servers (see docs/router.md)."""
 
@@ -104,6 +134,11 @@ class RouterConfig:
     kv_cache_saturation: float = 0.95
     stall_timeout_s: float = 30.0  # calls in flight, no answer, vLLM counters still: stalled (0 = off)
     dead_fleet_timeout_s: float = 60.0  # no server answered anything this long: stop the run (0 = off)
+    max_rollouts_per_server: int | None = None  # cap on live rollouts per server (null: none)
+    group_affinity: bool = True  # rollouts of one task go to one server (shared prompt prefilled once)
+    group_max_imbalance: float = 4.0  # ... while its load exceeds the least-loaded server's by at most this
+    learn_capacity: bool = True  # weights learned from latencies when router.weights is empty
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)  # num_samples_in_parallel: auto
 
     def __post_init__(self) -> None:
         problems = []
@@ -125,8 +160,28 @@ class RouterConfig:
             problems.append("router.probe_failures_to_down must be >= 1")
         if not 0.0 < self.kv_cache_saturation <= 1.0:
             problems.append("router.kv_cache_saturation must be in (0, 1]")
+        if self.group_max_imbalance < 0:
+            problems.append("router.group_max_imbalance must be >= 0 (0: a group splits at any imbalance; "
+                            "or router.group_affinity=false to turn group affinity off)")
+        if self.max_rollouts_per_server is not None and self.max_rollouts_per_server < 1:
+            problems.append("router.max_rollouts_per_server must be >= 1 (or null: no cap)")
         if problems:
             raise ConfigError("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class WeightsConfig:
+    """Weight updates between steps: pausing and per-call weight provenance (docs/weights.md)."""
+
+    on_version_change: str = "keep"  # a rollout whose model calls span weight versions: keep | drop | redo
+    max_redos: int = 2  # redo: runs of one rollout again at most; then it is kept, flagged
+    server_pause: bool = False  # pause()/resume() also pause the vLLM servers (VLLM_SERVER_DEV_MODE=1)
+    version: str | None = None  # the weight-version label of the first calls (null: unknown)
+    read_server_version: bool = False  # record each server's /weight_info version instead of the label
+
+    def __post_init__(self) -> None:
+        if self.max_redos < 0:
+            raise ConfigError("weights.max_redos must be >= 0 (0: on_version_change=redo never runs one again)")
 
 
 @dataclass(frozen=True)
@@ -169,7 +224,8 @@ class CollectConfig:
     output_jsonl_fpath: str | None = None
     limit: int | None = None
     num_repeats: Any = 1  # an int, null (= 1, as in NeMo Gym) or {agent name: int, "_default": int}
-    num_samples_in_parallel: int | None = 64  # null: no limit (every rollout at once, as in NeMo Gym)
+    # null: no limit (every rollout at once, as in NeMo Gym); "auto": per server by KV room (router/admission.py)
+    num_samples_in_parallel: int | str | None = 64
     resume_from_cache: bool = False
     overwrite: bool = False
     agent_name: str | None = None
@@ -197,6 +253,7 @@ class CollectConfig:
     agent: AgentConfig = field(default_factory=AgentConfig)
     resource: ResourceConfig = field(default_factory=ResourceConfig)
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
+    weights: WeightsConfig = field(default_factory=WeightsConfig)
 
     @property
     def uses_embedded_backend(self) -> bool:
@@ -224,6 +281,7 @@ _ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
     ("CollectConfig", "on_bad_input"): ("fail", "skip"),
     ("CollectConfig", "progress"): ("auto", "bar", "lines", "off"),
     ("RouterConfig", "policy"): ("sticky_least_loaded", "hash", "round_robin"),
+    ("WeightsConfig", "on_version_change"): ("keep", "drop", "redo"),
 }
 
 
@@ -240,6 +298,8 @@ def build_collect_config(raw: Mapping[str, Any]) -> CollectConfig:
         data["num_repeats"] = normalize_num_repeats(data["num_repeats"])
     cfg = _build(CollectConfig, data, path="")
     _check_ranges(cfg)
+    if cfg.num_samples_in_parallel == "auto" and not cfg.router.use_metrics:  # admission reads /metrics
+        cfg = dataclasses.replace(cfg, router=dataclasses.replace(cfg.router, use_metrics=True))
     return cfg
 
 
@@ -280,8 +340,12 @@ def normalize_base_urls(value: Any) -> tuple[str, ...]:
 
 def _check_ranges(cfg: CollectConfig) -> None:
     problems = []
-    if cfg.num_samples_in_parallel is not None and cfg.num_samples_in_parallel < 1:
-        problems.append("num_samples_in_parallel must be >= 1 (or null: no limit)")
+    parallel = cfg.num_samples_in_parallel
+    if isinstance(parallel, str) and parallel != "auto":
+        problems.append(f"num_samples_in_parallel must be an integer >= 1, null (no limit) or auto (by each "
+                        f"server's KV room); got {parallel!r}")
+    elif isinstance(parallel, int) and parallel < 1:
+        problems.append("num_samples_in_parallel must be >= 1 (or null: no limit, or auto)")
     if cfg.limit is not None and cfg.limit < 0:
         problems.append("limit must be >= 0 (or null for all rows)")
     if cfg.max_attempts < 1:

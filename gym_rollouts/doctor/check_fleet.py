@@ -115,6 +115,10 @@ def check_throughput(facts: ServerFacts) -> Finding:
 def check_concurrency(cfg: CollectConfig, fleet: FleetFacts) -> Finding:
     n = max(1, len(fleet.servers))
     k = cfg.num_samples_in_parallel
+    if not isinstance(k, int):  # auto (by each server's KV room: docs/router.md, Admission) or null (no limit)
+        return Finding("throughput", Status.PASS, "concurrency set per server by admission" if k == "auto"
+                       else "no concurrency limit", f"num_samples_in_parallel={k} over {n} server(s)")
+    k = cfg.num_samples_in_parallel
     evidence = f"num_samples_in_parallel={k} over {n} server(s): about {k / n:.1f} concurrent rollouts each"
     if k < n:
         return Finding("throughput", Status.WARN, f"{n - k} server(s) will sit idle", evidence,

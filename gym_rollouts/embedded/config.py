@@ -40,6 +40,10 @@ class EmbeddedConfig:
     fail_health: bool = False
     keepalive_timeout: float = 5.0  # vLLM/uvicorn's default idle keep-alive (seconds)
     max_num_seqs: int = 0  # like vLLM --max-num-seqs: requests generating at once (0 = no limit)
+    # simulated GPU (kv_sim.py); either of the first two switches to the step-scheduled engine
+    prefill_ms_per_token: float = 0.0  # prefill cost per prompt token missing the prefix cache
+    kv_cache_tokens: int = 0  # KV-cache capacity in tokens; full -> preempt + recompute (0 = unlimited)
+    prefix_cache_blocks: int = 0  # prefix-cache capacity in 16-token blocks, LRU (0 = 200000)
     version: str = field(default="0.32.0")
 
     def __post_init__(self) -> None:
@@ -50,10 +54,25 @@ class EmbeddedConfig:
             raise ValueError(f"fault_rate must be within [0, 1], got {self.fault_rate}")
         if self.max_model_len < 1:
             raise ValueError(f"max_model_len must be >= 1, got {self.max_model_len}")
+        if self.prefill_ms_per_token < 0:
+            raise ValueError(f"prefill_ms_per_token must be >= 0, got {self.prefill_ms_per_token}")
+        for name in ("kv_cache_tokens", "prefix_cache_blocks"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 = default), got {getattr(self, name)}")
+        if 0 < self.kv_cache_tokens < self.max_model_len:
+            raise ValueError(
+                f"kv_cache_tokens ({self.kv_cache_tokens}) must be >= max_model_len ({self.max_model_len}) "
+                "so that one full-length sequence fits (vLLM refuses to start otherwise); "
+                "raise --kv-cache-tokens or lower --max-model-len")
         if self.reasoning_field not in REASONING_FIELDS:
             raise ValueError(
                 f"reasoning_field must be one of {REASONING_FIELDS}, got {self.reasoning_field!r}"
             )
+
+    @property
+    def simulates_gpu(self) -> bool:
+        """True when requests go through the step-scheduled engine (kv_sim.py, sim_loop.py)."""
+        return self.kv_cache_tokens > 0 or self.prefill_ms_per_token > 0
 
     def with_port(self, port: int) -> "EmbeddedConfig":
         return replace(self, port=port)
@@ -95,7 +114,23 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-prefix-caching", dest="prefix_caching", action="store_false")
     p.add_argument("--fail-health", action="store_true")
     p.add_argument("--keepalive-timeout", type=float, default=d.keepalive_timeout)
-    p.add_argument("--max-num-seqs", type=int, default=d.max_num_seqs)
+    p.add_argument("--max-num-seqs", type=int, default=d.max_num_seqs,
+                   help="requests generating at once; others wait (0 = no limit)")
+    sim = p.add_argument_group(
+        "simulated GPU",
+        "Setting --prefill-ms-per-token or --kv-cache-tokens runs requests through a vLLM-like "
+        "step scheduler: each step takes --latency-per-token-ms plus --prefill-ms-per-token per "
+        "prompt token prefilled in it (prefix-cache hits are free) and gives every running request "
+        "one token; --latency-ms is then a fixed delay before a request joins the queue.")
+    sim.add_argument("--prefill-ms-per-token", type=float, default=d.prefill_ms_per_token, metavar="MS",
+                     help="prefill cost per prompt token that misses the prefix cache (default 0)")
+    sim.add_argument("--kv-cache-tokens", type=int, default=d.kv_cache_tokens, metavar="N",
+                     help="KV-cache capacity in tokens (>= --max-model-len); a running request holds "
+                          "prompt + generated tokens; when the next step does not fit, the most recently "
+                          "started request is preempted, requeued first and recomputed (0 = unlimited)")
+    sim.add_argument("--prefix-cache-blocks", type=int, default=d.prefix_cache_blocks, metavar="N",
+                     help="prefix-cache capacity in 16-token blocks, least recently used evicted "
+                          "(0 = 200000)")
     p.add_argument("--version-string", dest="version", default=d.version)
     return p
 
@@ -124,6 +159,9 @@ def config_to_argv(cfg: EmbeddedConfig) -> list[str]:
         "seed": "--seed",
         "keepalive_timeout": "--keepalive-timeout",
         "max_num_seqs": "--max-num-seqs",
+        "prefill_ms_per_token": "--prefill-ms-per-token",
+        "kv_cache_tokens": "--kv-cache-tokens",
+        "prefix_cache_blocks": "--prefix-cache-blocks",
         "version": "--version-string",
     }
     for name, flag in valued.items():

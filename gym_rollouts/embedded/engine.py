@@ -33,6 +33,7 @@ class Outcome:
     body: bytes
     prompt_ids: list[int] = field(default_factory=list)
     completion_tokens: int = 0
+    sequences: int = 1  # the request's n (the simulated GPU decodes them in parallel)
 
 
 @dataclass
@@ -224,7 +225,7 @@ class FakeEngine:
         resp["kv_transfer_params"] = None
         if cfg.return_token_ids_supported:
             resp["prompt_token_ids"] = prompt_ids if want_ids else None
-        return Outcome(orjson.dumps(resp), prompt_ids, completion_tokens)
+        return Outcome(orjson.dumps(resp), prompt_ids, completion_tokens, n)
 
     def _message(self, gen: _Gen, parse_tools: bool) -> tuple[dict, str]:
         cfg = self.cfg
@@ -294,7 +295,7 @@ class FakeEngine:
         completion_tokens = n * len(gen.ids)
         resp = self._envelope("text_completion", choices, len(prompt_ids), completion_tokens)
         resp["kv_transfer_params"] = None
-        return Outcome(orjson.dumps(resp), prompt_ids, completion_tokens)
+        return Outcome(orjson.dumps(resp), prompt_ids, completion_tokens, n)
 
     # -- tokenize / detokenize --------------------------------------------------------------------
     def tokenize(self, raw: bytes) -> bytes:

@@ -3,7 +3,8 @@
 `embedded_subprocess(...)` (sync) and `launch_embedded(...)` (async) start
 `python -m gym_rollouts.embedded ...`, wait for its `READY <url>` line and yield a handle with
 `.base_url`, `.port`, `.pid`, `.kill()` (SIGKILL), `.terminate()` (SIGTERM) and `.restart()`
-(start again on the same port). The child is always reaped on exit.
+(start again on the same port). The child is always reaped on exit. `launch_fleet([...])` starts
+several at once (e.g. simulated GPUs of different speeds and KV sizes, see kv_sim.py).
 
 The handle is generic: `ServerProcess(argv, module=...)` runs any `python -m <module>` that
 prints `READY <url>` once listening and accepts `--port` and `--parent-pid` (the embedded
@@ -259,3 +260,17 @@ async def launch_embedded(cfg_or_args: ConfigLike = None, *, python: str = sys.e
     proc = EmbeddedProcess(cfg_or_args, python=python, startup_timeout=startup_timeout)
     async with running_async(proc) as handle:
         yield handle
+
+
+@contextlib.asynccontextmanager
+async def launch_fleet(configs: Sequence[ConfigLike], *, python: str = sys.executable,
+                       startup_timeout: float = 30.0) -> AsyncIterator[list[AsyncServerProcess]]:
+    """`async with launch_fleet([cfg_fast, cfg_slow, ...]) as procs:` -> one running child per
+    config (started together; all stopped on exit). For benchmarks of simulated GPU fleets:
+    give each config its own `latency_per_token_ms`, `prefill_ms_per_token`, `kv_cache_tokens`."""
+    procs = [EmbeddedProcess(cfg, python=python, startup_timeout=startup_timeout) for cfg in configs]
+    try:
+        await asyncio.gather(*(asyncio.to_thread(p.start) for p in procs))
+        yield [AsyncServerProcess(p) for p in procs]
+    finally:
+        await asyncio.gather(*(asyncio.to_thread(p.close) for p in procs), return_exceptions=True)

@@ -25,7 +25,10 @@ from . import vllm_errors as E
 from .config import BODY_FAULT_KINDS, EmbeddedConfig
 from .engine import FakeEngine, Outcome
 from .faults import DRIP_BYTE_INTERVAL_S, SLOW_FAULT_SECONDS, FaultInjector, corrupt_body
+from .kv_sim import KVScheduler, KVTooSmall
 from .metrics import ServerMetrics
+from .sim_loop import SimLoop
+from .weights import WeightControls, aborted_body
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +56,16 @@ class EmbeddedServer:
         self.engine = FakeEngine(self.cfg)
         self.faults = FaultInjector(self.cfg.fault_rate, self.cfg.fault_kinds, self.cfg.seed,
                                     retry_after=self.cfg.fault_retry_after)
-        self.metrics = ServerMetrics(self.cfg.model_name, self.cfg.max_model_len, self.cfg.prefix_caching)
+        self.metrics = ServerMetrics(self.cfg.model_name, self.cfg.max_model_len, self.cfg.prefix_caching,
+                                     self.cfg.prefix_cache_blocks)
+        self.sim: SimLoop | None = None  # the simulated GPU (kv_sim.py), only when its flags ask for it
+        if self.cfg.simulates_gpu:
+            self.sim = SimLoop(KVScheduler(
+                self.cfg.kv_cache_tokens, self.cfg.max_num_seqs, self.cfg.latency_per_token_ms / 1000.0,
+                self.cfg.prefill_ms_per_token / 1000.0, self.metrics.prefix_lookup))
+            self.metrics.attach_sim(self.sim)
         self.fail_health = self.cfg.fail_health
+        self.weights = WeightControls()  # vLLM's dev-mode /pause, /resume, /weight_info (weights.py)
         self.requests: Counter[str] = Counter()
         self.authorization_seen: Counter[str] = Counter()  # sha256 of each Authorization header -> requests
         self._runner: web.AppRunner | None = None
@@ -114,6 +125,8 @@ class EmbeddedServer:
         if self._stopping is not None:
             self._stopping.set()  # releases "hang" faults
         await runner.cleanup()
+        if self.sim is not None:
+            await self.sim.close()
 
     async def __aenter__(self) -> "EmbeddedServer":
         await self.start()
@@ -153,6 +166,7 @@ class EmbeddedServer:
         r.add_post("/detokenize", self._simple("detokenize", engine.detokenize))
         r.add_post("/_admin/faults", self._admin_faults)
         r.add_get("/_admin/stats", self._admin_stats)
+        self.weights.add_routes(r)
         r.add_route("*", "/{tail:.*}", self._not_found)
         return app
 
@@ -229,16 +243,24 @@ class EmbeddedServer:
                 except E.ErrorReply as err:
                     metrics.requests_failed += 1
                     return _error(err)
+                await self.weights.admit()  # paused (/pause): queued until /resume, as vLLM does
                 delay = base_delay + per_token * out.completion_tokens
-                if delay > 0:
+                aborted = False
+                if self.sim is not None:
+                    try:
+                        aborted = not await self._simulated(out, base_delay)
+                    except KVTooSmall as exc:
+                        metrics.requests_failed += 1
+                        return _error(E.bad_request(str(exc)))
+                elif delay > 0:
                     if slots is not None:  # max_num_seqs: queue for a free slot first
                         await self._take_slot(slots)
                     tokens = len(out.prompt_ids) + out.completion_tokens
                     metrics.running_tokens += tokens
                     generation, finished = metrics.begin_generation(out.completion_tokens, delay), False
                     try:
-                        await asyncio.sleep(delay)
-                        finished = True
+                        aborted = not await self.weights.generate(delay)  # /pause?mode=abort: False
+                        finished = not aborted
                     finally:
                         metrics.end_generation(generation, finished)
                         metrics.running_tokens -= tokens
@@ -246,6 +268,8 @@ class EmbeddedServer:
                             slots.release()
                 metrics.record(out.prompt_ids, out.completion_tokens)
                 body = corrupt_body(fault, out.body) if fault in BODY_FAULT_KINDS else out.body
+                if aborted:
+                    body = aborted_body(out.body)
                 if fault == "drip":
                     return await self._drip(request, body)
                 return web.Response(body=body, content_type=_JSON)
@@ -253,6 +277,19 @@ class EmbeddedServer:
                 metrics.running -= 1
 
         return handler
+
+    async def _simulated(self, out: Outcome, base_delay: float) -> bool:
+        """Through the simulated GPU (sim_loop.py): ``--latency-ms`` first, then queued, prefilled
+        and generated step by step. False when ``/pause?mode=abort`` cut it short."""
+        assert self.sim is not None
+        if base_delay > 0:
+            await asyncio.sleep(base_delay)
+        self.metrics.running -= 1  # the scheduler counts it as running or waiting meanwhile
+        try:
+            run = self.sim.run(out.prompt_ids, max(1, out.completion_tokens), max(1, out.sequences))
+            return await self.weights.generate(0.0, work=run)
+        finally:
+            self.metrics.running += 1
 
     async def _take_slot(self, slots: asyncio.Semaphore) -> None:
         """Wait for a generation slot, counted as waiting (not running) meanwhile."""

@@ -1,5 +1,10 @@
 """The worker pool: exactly ``num_samples_in_parallel`` workers pull jobs from a bounded queue.
 
+With an admission gate (``num_samples_in_parallel: auto``, or ``router.max_rollouts_per_server``:
+engine/admission_gate.py) the pool has enough workers for every server at its ceiling, and each
+worker waits on the gate before taking its next job, so the live rollouts follow the servers'
+admission limits; without one (a fixed number) nothing changes.
+
 A producer moves jobs from the (blocking) job iterator into the queue in batches, on one reader
 thread, so memory is O(concurrency), not O(rows). Each worker runs one rollout at a time under a
 per-rollout guard: an attempt that raises is recorded in the failures file and retried up to
@@ -11,6 +16,10 @@ Stopping (``StopControl``): the producer and idle workers stop at once; busy wor
 grace period to finish, then are cancelled. An attempt cancelled, or failing, after the stop was
 requested is not recorded (it was not the rollout's fault: e.g. Ctrl-C also stopped the
 servers), so resume simply runs it again.
+
+Weight versions (engine/weight_versions.py): a run of a rollout whose model calls spanned
+weight versions is written flagged (``keep``), dropped (``drop``: no row, counted, done) or run
+again from scratch under the same attempt number (``redo``, at most ``weights.max_redos`` times).
 """
 
 from __future__ import annotations
@@ -27,10 +36,12 @@ from gym_rollouts.adapter.client import VLLMPolicy
 from gym_rollouts.agent.loop import RolloutOutcome, request_params, run_rollout
 from gym_rollouts.config.schema import CollectConfig
 from gym_rollouts.config.secrets import mask_secrets
+from gym_rollouts.engine.admission_gate import AdmissionGate
 from gym_rollouts.engine.attempts import TERMINAL, fails_the_same_way_again
 from gym_rollouts.engine.metrics import Aggregator
 from gym_rollouts.engine.shutdown import StopControl
 from gym_rollouts.engine.stats import RunStats
+from gym_rollouts.engine.weight_versions import DROP, REDO, provenance, straddles, verdict
 from gym_rollouts.errors import GymRolloutsError, ToolSupportError
 from gym_rollouts.io.sink import RowBuffer
 from gym_rollouts.io.source import Job, materialized_row
@@ -56,9 +67,11 @@ class EngineParts:
     stop: StopControl
     workers: int = 0  # 0: num_samples_in_parallel
     sink_backlog_max: int = 256  # batches handed to the writer and not yet written
+    gate: AdmissionGate | None = None  # admission (engine/admission_gate.py); None: no gate
 
 
-def output_row(job: Job, outcome: RolloutOutcome, *, attempt: int, servers: list[str]) -> dict[str, Any]:
+def output_row(job: Job, outcome: RolloutOutcome, *, attempt: int, servers: list[str],
+               weight_versions: list[str | None] | None = None) -> dict[str, Any]:
     row = dict(job.row)
     row.update(outcome.verifier_extras)
     row["response"] = outcome.response
@@ -68,6 +81,8 @@ def output_row(job: Job, outcome: RolloutOutcome, *, attempt: int, servers: list
     row[EXTRAS] = {"agent_name": job.row["agent_ref"]["name"], "stop_reason": outcome.stop_reason,
                    "attempt": attempt, "model_calls": outcome.model_calls, "tool_calls": outcome.tool_calls,
                    "servers": sorted(set(servers)), "seq": job.seq, "task_size": job.task_size}
+    if weight_versions is not None:  # every call's server and weight version, and the straddle flag
+        row[EXTRAS].update(provenance(servers, weight_versions))
     return row
 
 
@@ -92,10 +107,14 @@ async def run_one(parts: EngineParts, job: Job, first_attempt: int = 1) -> None:
     route = parts.environments.resource_of(job.row)
     resource = route.resource
     agent_cfg = cfg.agent if route.max_steps is None else dataclasses.replace(cfg.agent, max_steps=route.max_steps)
-    for attempt in range(first_attempt, cfg.max_attempts + 1):
-        if attempt > first_attempt:
-            stats.attempt_retries += 1
-        session = parts.policy.session()
+    attempt, redos, again = first_attempt - 1, 0, False  # again: a redo (same attempt number)
+    while again or attempt < cfg.max_attempts:
+        if not again:
+            attempt += 1
+            if attempt > first_attempt:
+                stats.attempt_retries += 1
+        again = False
+        session = parts.policy.session(group=f"{job.row.get('agent_ref')}/{job.task_index}")  # router group
         try:
             if params is None:  # inside the guard: resource.tools() is resource code
                 params = request_params(job.row, resource)  # rows are materialized
@@ -123,7 +142,22 @@ async def run_one(parts: EngineParts, job: Job, first_attempt: int = 1) -> None:
             continue
         finally:
             session.close()
-        row = output_row(job, outcome, attempt=attempt, servers=session.servers)
+        versions = session.weight_versions
+        decided = verdict(cfg.weights.on_version_change, straddles(versions), redos, cfg.weights.max_redos)
+        if decided == REDO:
+            if parts.stop.requested:
+                return  # not recorded: resume runs it again
+            redos += 1
+            stats.redone_straddled += 1
+            again = True
+            log.debug("seq %s: its model calls spanned weight versions %s: run again", job.seq, versions)
+            continue
+        if decided == DROP:
+            stats.dropped_straddled += 1
+            return
+        row = output_row(job, outcome, attempt=attempt, servers=session.servers, weight_versions=versions)
+        if row[EXTRAS]["weight_versions_straddled"]:
+            stats.straddled += 1
         if cfg.model.return_token_id_information and cfg.model.check_token_continuity:
             row[EXTRAS]["token_continuity"] = session.continuity.summary()
         parts.sink.put(ROWS, row)
@@ -148,6 +182,8 @@ async def run_pool(parts: EngineParts, jobs: Iterator[tuple[Job, int]]) -> bool:
     (a stop arriving after that does not make a complete run interrupted); False when stopped early
     (a job cut short by a stop, or left unstarted, is run again on resume)."""
     workers = parts.workers or parts.cfg.num_samples_in_parallel or 1
+    assert isinstance(workers, int), "num_samples_in_parallel=auto needs EngineParts.workers (session.concurrency_of)"
+    gate = getattr(parts, "gate", None)  # duck-typed parts (tests) have none
     queue: asyncio.Queue[tuple[Job, int] | None] = asyncio.Queue(maxsize=workers * 2)
     busy = [False] * workers
     reader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="gym-rollouts-reader")
@@ -172,18 +208,24 @@ async def run_pool(parts: EngineParts, jobs: Iterator[tuple[Job, int]]) -> bool:
     async def work(index: int) -> None:
         nonlocal ran
         while not parts.stop.requested:
-            item = await queue.get()
-            if item is None:
-                return
-            busy[index] = True
-            parts.stats.in_flight += 1
+            if gate is not None:
+                await gate.acquire()  # idle (not busy) while it waits: a stop cancels it at once
             try:
-                await run_one(parts, *item)
-                if not parts.stop.requested:  # else it may have given up because of the stop
-                    ran += 1
+                item = await queue.get()
+                if item is None:
+                    return
+                busy[index] = True
+                parts.stats.in_flight += 1
+                try:
+                    await run_one(parts, *item)
+                    if not parts.stop.requested:  # else it may have given up because of the stop
+                        ran += 1
+                finally:
+                    parts.stats.in_flight -= 1
+                    busy[index] = False
             finally:
-                parts.stats.in_flight -= 1
-                busy[index] = False
+                if gate is not None:
+                    gate.release()
 
     async def supervise(producer: asyncio.Task[None], tasks: list[asyncio.Task[None]]) -> None:
         await parts.stop.wait()

@@ -10,6 +10,10 @@ resume, repair and read the earlier files), open the sink, run the worker pool, 
 aggregate metrics when the run completed. Every resource is an async context manager, closed in
 reverse order on any exit. File-system problems found before any rollout are ``ConfigError``s (exit
 2); a write failing part-way stops the run with ``OutputWriteError`` (exit 5, resumable).
+
+This module holds the pieces; engine/collection.py ``CollectionSession`` runs them in this order
+(the one engine under both ``collect`` and the Python API, gym_rollouts/api/). A run without
+output (the API's default) skips the lock, manifest, resume and files.
 """
 
 from __future__ import annotations
@@ -23,30 +27,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, TypeVar
 
-from gym_rollouts.adapter.client import VLLMPolicy
-from gym_rollouts.adapter.startup import FleetInfo, discover_fleet, join_check
+from gym_rollouts.adapter.startup import FleetInfo
 from gym_rollouts.config.schema import CollectConfig
 from gym_rollouts.engine.manifest import build_manifest, check_served_model
 from gym_rollouts.engine.metrics import Aggregator
 from gym_rollouts.engine.output_lock import OutputLock
 from gym_rollouts.engine.outputs import OutputPaths
 from gym_rollouts.engine.resume import ResumeState, begin_fresh, load_state, plan_run
-from gym_rollouts.engine.runner import FAILURES, ROWS, EngineParts, run_pool
+from gym_rollouts.engine.admission_gate import auto_workers, is_auto
+from gym_rollouts.engine.runner import FAILURES, ROWS
 from gym_rollouts.engine.shutdown import StopControl
 from gym_rollouts.engine.stats import RunStats
 from gym_rollouts.errors import ConfigError, InputChangedError, OutputWriteError, RunStopped
 from gym_rollouts.io.os_errors import explain, explain_before_resume, find_write_failure
-from gym_rollouts.io.sink import RowBuffer, Sink, SinkWriteError
-from gym_rollouts.engine.env_metrics import environment_metrics
+from gym_rollouts.io.sink import Sink, SinkWriteError
 from gym_rollouts.engine.generated_inputs import generates_inputs, input_or_generated
 from gym_rollouts.engine.inputs import prompt_fingerprint, row_rules
 from gym_rollouts.io.source import IndexPlan, Job, RowRules, iter_jobs, materialized_row, raise_if_problems, scan_file
 from gym_rollouts.records import EXTRAS, ROLLOUT_INDEX, TASK_INDEX
-from gym_rollouts.resource.base import ResourceContext
 from gym_rollouts.resource.routing import EnvironmentTable
 from gym_rollouts.router.dispatcher import Dispatcher
 from gym_rollouts.sweep.shard import shard_of
-from gym_rollouts.transport.client import HttpTransport
 
 log = logging.getLogger(__name__)
 MATERIALIZED = "materialized"
@@ -57,14 +58,19 @@ T = TypeVar("T")
 
 @dataclass
 class RunResult:
-    paths: OutputPaths
+    """What one run did. ``paths`` is None for a run without output (the Python API's default);
+    ``failure_rows``: its first failure rows (one per failed attempt or skipped input line: the
+    rows of the failures file), also when they went to a file."""
+
+    paths: OutputPaths | None
     summary: dict[str, Any]
     fleet: FleetInfo | None  # None when stopped before the fleet was checked
     servers: Any = None
     interrupted: bool = False
     started: bool = True  # False: stopped during start-up, before any rollout was sent
     repairs: list[str] = field(default_factory=list)
-    metrics_written: bool = False  # False: interrupted, or disable_aggregation
+    metrics_written: bool = False  # False: interrupted, or disable_aggregation, or no output
+    failure_rows: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def failures(self) -> int:
@@ -140,7 +146,10 @@ def claimed_output(cfg: CollectConfig) -> Iterator[OutputLock]:
 
 
 def concurrency_of(cfg: CollectConfig, total: int) -> int:
-    """Workers: ``num_samples_in_parallel``, or every rollout at once when it is null (NeMo Gym)."""
+    """Workers: ``num_samples_in_parallel``, or every rollout at once when it is null (NeMo Gym), or
+    with ``auto`` enough for every server at its admission ceiling (engine/admission_gate.py)."""
+    if is_auto(cfg):
+        return auto_workers(cfg, total)
     return cfg.num_samples_in_parallel if cfg.num_samples_in_parallel is not None else max(1, total)
 
 
@@ -215,7 +224,7 @@ class RunPlan:
     """What a run works on, settled before any server starts (refusals happen while making it)."""
 
     source: Path
-    paths: OutputPaths
+    paths: OutputPaths | None  # None: a run without output (no files, no manifest, no resume)
     total: int
     manifest: dict[str, Any]
     stored: dict[str, Any] | None  # the earlier run's manifest when resuming
@@ -227,7 +236,8 @@ class RunPlan:
 async def plan_collection(cfg: CollectConfig, table: EnvironmentTable) -> RunPlan:
     """Scan the input under the run's row rules (every row routed and checked against its
     environment before any request), then decide fresh / overwrite / resume."""
-    source, paths = await input_or_generated(cfg, table, input_path), output_paths(cfg)
+    paths = output_paths(cfg) if cfg.output_jsonl_fpath else None
+    source = await input_or_generated(cfg, table, input_path)
     rules = row_rules(cfg, table)
     try:
         scan = await asyncio.to_thread(scan_file, source, cfg.limit, shard_of(cfg).owns, rules)
@@ -238,13 +248,16 @@ async def plan_collection(cfg: CollectConfig, table: EnvironmentTable) -> RunPla
     extra = {"environments": table.fingerprint(), "prompt_config": prompt_fingerprint(cfg),
              "num_repeats_add_seed": cfg.num_repeats_add_seed}
     manifest = build_manifest(cfg, scan, table.default_agent, extra)
-    stored = plan_run(cfg, paths, manifest)
+    stored = plan_run(cfg, paths, manifest) if paths is not None else None
     return RunPlan(source, paths, scan.owned_rollouts, manifest, stored, rules, scan.plan, scan.problem_count)
 
 
 async def open_outputs(plan: RunPlan, served_model: str, aggregator: Aggregator) -> ResumeState:
     """Resume: check the model, repair and read the earlier files. Fresh: write the manifest.
-    A file-system error here (no rollout was sent yet) is a ``ConfigError`` saying what to do."""
+    A file-system error here (no rollout was sent yet) is a ``ConfigError`` saying what to do.
+    Without output: nothing to read or write."""
+    if plan.paths is None:
+        return ResumeState()
     if plan.stored is None:
         begin_fresh(plan.paths, {**plan.manifest, "served_model": served_model})
         return ResumeState()
@@ -336,86 +349,16 @@ async def unless_stopped(stop: StopControl, step: Awaitable[T]) -> T:
 
 async def run_collection(cfg: CollectConfig, *, stop: StopControl | None = None, on_tick: Tick | None = None,
                          tick_s: float = 0.5, notify: Callable[[str], None] | None = None) -> RunResult:
-    """One run (see module doc). ``notify`` receives one-line notices for the user (what the
-    environments could not check, NeMo Gym settings not applied, ...)."""
-    stop = stop or StopControl()
-    async with contextlib.AsyncExitStack() as stack:
-        stack.enter_context(claimed_output(cfg))  # input readable, output usable and ours alone: before any server
-        try:
-            env_transport = await stack.enter_async_context(HttpTransport(
-                environment_transport_cfg(cfg), concurrency=cfg.num_samples_in_parallel or 1024))
-            table = EnvironmentTable(cfg)
-            stack.push_async_callback(table.close)
-            await unless_stopped(stop, table.open(ResourceContext(env_transport, cfg.router, cfg.transport)))
-            plan = await unless_stopped(stop, plan_collection(cfg, table))
-        except StoppedDuringStartup:
-            log.info("stopped during start-up (%s): no rollout was sent", stop.reason)
-            return RunResult(paths=output_paths(cfg), summary=RunStats().summary(), fleet=None, interrupted=True,
-                             started=False)
-        if cfg.num_samples_in_parallel is None:
-            table.notices.append(f"num_samples_in_parallel=null: all {plan.total} rollouts run at once (as in NeMo "
-                                 f"Gym); set a number to bound the concurrency and memory")
-        for notice in dict.fromkeys(table.notices):
-            if notify is not None:
-                notify(notice)
-            log.info("%s", notice)
-        stats, workers = RunStats(total=plan.total), concurrency_of(cfg, plan.total)
-        aggregator = Aggregator(spool_dir=plan.paths.rows.parent)  # closed tasks' entries spool beside the output
-        stack.callback(aggregator.close)  # the spool goes on every exit (written or not)
-        try:
-            base_urls = await unless_stopped(stop, stack.enter_async_context(backend(cfg)))
-            transport = await stack.enter_async_context(
-                HttpTransport(cfg.transport, concurrency=workers, api_key=cfg.model.api_key))
-            fleet = await unless_stopped(stop, discover_fleet(transport, base_urls, cfg.model.model, allow_down=True))
-            joins = join_check(transport, fleet.model_name, fleet.max_model_len, cfg.router.health_timeout_s)
-            dispatcher = await unless_stopped(stop, stack.enter_async_context(  # the fuse: stop.fail -> exit 4
-                Dispatcher(fleet.base_urls, transport, cfg.router, cfg.transport, vllm_servers=True,
-                           on_fleet_dead=stop.fail, join_check=joins, absent=fleet.down)))
-            policy = VLLMPolicy(cfg.model, dispatcher, model_name=fleet.model_name, max_model_len=fleet.max_model_len)
-            state = await unless_stopped(stop, open_outputs(plan, fleet.model_name, aggregator))
-        except StoppedDuringStartup:
-            log.info("stopped during start-up (%s): no rollout was sent", stop.reason)
-            return RunResult(paths=plan.paths, summary=stats.summary(), fleet=None, interrupted=True, started=False)
-        stats.prior_done = state.done.count
-        sink = stack.enter_context(output_sink(plan, stop))  # a failed write stops the run (exit 5)
-        buffer = RowBuffer(sink)
-        parts = EngineParts(cfg, policy, table, buffer, stats, aggregator, stop, workers=workers)
-        jobs = planned_jobs(cfg, plan, state, sink, stats, aggregator, stop)
-        ticker = asyncio.create_task(_tick(stats, dispatcher, on_tick, tick_s)) if on_tick else None
-        stats.start_clock()
-        try:
-            completed = await run_pool(parts, jobs)
-        finally:
-            stats.stop_clock()  # the final tick and the summary read the same rates (engine/stats.py)
-            buffer.flush()
-            if ticker:
-                ticker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await ticker
-            _refresh(stats, dispatcher)
-            servers = stats.servers
-            if on_tick:
-                on_tick(stats)
-        summary = {**stats.summary(), "mean_reward": aggregator.mean("reward")}
-        run = {**summary, "model": fleet.model_name, "max_model_len": fleet.max_model_len,
-               "router": dispatcher.summary(), "policy": policy.stats()}
-        environments = table.stats()
-        if environments:
-            run["environments"] = environments
-        metrics_written = completed and stop.fatal is None and not cfg.disable_aggregation
-        if metrics_written:  # environments still open: they are asked for their own metrics
-            buffer.flush()
-            await asyncio.to_thread(sink.close)  # every row on disk: the environments' metrics read them back
-            theirs = await environment_metrics(plan.paths.rows, table, notify)
-            await asyncio.to_thread(aggregator.write, plan.paths.aggregate_metrics, run=run, servers=servers,
-                                    environment=theirs)
-    if stop.fatal is not None:
-        raise stopped_error(stop.fatal, plan.paths)
-    return RunResult(paths=plan.paths, summary=summary, fleet=fleet, servers=servers, interrupted=not completed,
-                     repairs=[str(r) for r in state.repairs], metrics_written=metrics_written)
+    """One run (see module doc): one engine session (engine/collection.py) with one run of ``cfg``,
+    its parts opened in the order above. ``notify`` receives one-line notices for the user (what
+    the environments could not check, NeMo Gym settings not applied, ...)."""
+    from gym_rollouts.engine.collection import CollectionSession  # it builds on this module's pieces
+
+    async with CollectionSession(cfg, notify=notify) as session:
+        return await session.run(cfg, stop=stop, on_tick=on_tick, tick_s=tick_s)
 
 
-def stopped_error(fatal: BaseException, paths: OutputPaths) -> RunStopped:
+def stopped_error(fatal: BaseException, paths: OutputPaths | None) -> RunStopped:
     """The error a run that ``stop.fail``-ed ends with: a ``RunStopped`` kind keeps its exit code;
     anything else (a fleet misconfiguration such as a server refusing tools) is exit 2. It carries
     the output paths, so the CLI can print the command that resumes the run."""

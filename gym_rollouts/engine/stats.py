@@ -45,6 +45,9 @@ class RunStats:
     prior_done: int = 0  # rows already in the output from earlier runs
     prior_failed: int = 0  # rollouts that used up max_attempts in earlier runs
     request_retries: int = 0  # model calls retried by the router (refreshed from its stats)
+    straddled: int = 0  # rows written flagged: their model calls spanned weight versions (weights.*)
+    dropped_straddled: int = 0  # rollouts that straddled, dropped (no row, not a failure: done)
+    redone_straddled: int = 0  # runs of a rollout started again because it straddled (redo)
     servers: list[dict[str, Any]] = field(default_factory=list)  # router's per-server stats (refreshed)
     started: float = field(default_factory=time.perf_counter)
     stopped: float | None = None  # set by stop_clock when the pool has finished
@@ -114,5 +117,8 @@ class RunStats:
             "max_output_tokens_stops": self.max_output_tokens_stops,
             "max_steps_stops": self.max_steps_stops,
             "skipped_inputs": self.skipped_inputs,
+            "straddled": self.straddled,
+            "dropped_straddled": self.dropped_straddled,
+            "redone_straddled": self.redone_straddled,
             "elapsed_s": elapsed_s,
         }

@@ -29,6 +29,15 @@ Every stall is bounded:
 
 Servers in ``absent`` (down at start-up) stay out until the prober's ``join_check`` lets them in.
 
+Without ``router.weights`` (and with ``router.learn_capacity``), each answered generation call's
+latency feeds a ``CapacityEstimator`` (router/capacity.py) that sets the servers' weights. A call's
+``group`` (its task) reaches the policy for group affinity.
+
+With ``pause`` (a ``PauseControl``, router/pause.py) every attempt first passes its gate (one
+attribute check when open); time waiting there moves the call's deadlines on. ``pause("abort")``
+abandons the attempts in flight with reason ``PAUSED``: each is sent again once the gate opens,
+with no retry budget used, no failure counted and no server marked down.
+
 ``stats()`` gives one dict per server for the progress display and the aggregate metrics file.
 """
 
@@ -44,9 +53,11 @@ from typing import Any, Awaitable, Callable, Mapping
 
 from gym_rollouts.config.schema import RouterConfig, TransportConfig
 from gym_rollouts.errors import ConfigError, FleetDeadError, GymRolloutsError, ServerStatusError, TransportError
+from gym_rollouts.router.capacity import CapacityEstimator
 from gym_rollouts.router.health import DOWN, HealthTracker
 from gym_rollouts.router.latency import LatencyHistogram
 from gym_rollouts.router.liveness import Liveness
+from gym_rollouts.router.pause import PAUSED, PauseControl
 from gym_rollouts.router.policy import RoutingPolicy, ServerState
 from gym_rollouts.router.probe import JoinCheck, Prober, root_url
 from gym_rollouts.router.retry import RetryPolicy, RetryState, failure_kind, parse_retry_after
@@ -81,6 +92,10 @@ def sweep_interval(call_timeout_s: float) -> float:
     return min(1.0, max(0.05, call_timeout_s / 20.0))
 
 
+class _PausedAbort(Exception):
+    """An attempt abandoned by ``pause("abort")``: not a failure, the call is sent again."""
+
+
 class _Flight:
     """One attempt in flight: the task running it, its call's deadline, and why the router
     abandoned it (``DEADLINE`` or the reason its server was given up; None while it runs)."""
@@ -99,7 +114,8 @@ class Dispatcher:
     def __init__(self, base_urls: tuple[str, ...], transport: HttpTransport, cfg: RouterConfig,
                  tcfg: TransportConfig, *, rng: random.Random | None = None, health_path: str = "/health",
                  vllm_servers: bool = False, on_fleet_dead: FleetDead | None = None,
-                 join_check: JoinCheck | None = None, absent: Mapping[str, str] | None = None) -> None:
+                 join_check: JoinCheck | None = None, absent: Mapping[str, str] | None = None,
+                 pause: PauseControl | None = None) -> None:
         """``vllm_servers``: the servers are vLLM (stall detection on ``/metrics`` progress counters,
         calls abandoned on servers found unresponsive). ``on_fleet_dead``: arms the dead-fleet fuse.
         ``absent``: base URL -> why it did not answer at start-up (it joins through ``join_check``)."""
@@ -110,7 +126,11 @@ class Dispatcher:
             raise ConfigError(f"router.weights has {len(weights)} entries for {len(base_urls)} servers")
         self.servers = [ServerState(url=u.rstrip("/"), weight=w) for u, w in zip(base_urls, weights)]
         self.policy = RoutingPolicy(self.servers, cfg.policy, overload_factor=cfg.overload_factor,
-                                    overload_min_gap=cfg.overload_min_gap, kv_saturation=cfg.kv_cache_saturation)
+                                    overload_min_gap=cfg.overload_min_gap, kv_saturation=cfg.kv_cache_saturation,
+                                    group_affinity=cfg.group_affinity, group_max_imbalance=cfg.group_max_imbalance)
+        # learned weights (router/capacity.py) unless hand-set: None when off
+        learn = cfg.learn_capacity and not cfg.weights and cfg.policy == "sticky_least_loaded"  # others ignore weights
+        self.capacity = CapacityEstimator(self.servers) if learn else None
         self.health = HealthTracker(self.servers, cooldown_s=cfg.down_cooldown_s,
                                     cooldown_max_s=cfg.down_cooldown_max_s,
                                     probe_failures_to_down=cfg.probe_failures_to_down)
@@ -142,6 +162,9 @@ class Dispatcher:
         self.fleet_dead: FleetDeadError | None = None
         self._dead = asyncio.Event()  # set with fleet_dead: wakes the calls waiting to retry
         self._revive_on_choose = cfg.health_interval_s <= 0  # no probes: the cooldown alone decides
+        self.pause = pause  # the weight-update gate (router/pause.py); None: never paused
+        if pause is not None:
+            pause.attach(self)
 
     async def __aenter__(self) -> "Dispatcher":
         if self.prober.enabled:
@@ -172,23 +195,31 @@ class Dispatcher:
         return self._transport
 
     async def post(self, path: str, body: Mapping[str, Any], key: str, *, at_root: bool = False,
-                   send: Send | None = None) -> tuple[str, Any]:
+                   send: Send | None = None, group: str | None = None) -> tuple[str, Any]:
         """POST ``body`` to ``<server base URL><path>`` (or ``<server root><path>`` with
         ``at_root``, for ``/tokenize``); returns (server base URL, decoded JSON). ``send`` replaces
-        the transport's ``post_json`` for callers with their own request shape (cookies, raw bodies)."""
+        the transport's ``post_json`` for callers with their own request shape (cookies, raw bodies).
+        ``group``: the rollout's group (its task), for group affinity at its first call."""
         started = time.monotonic()
         retry = RetryState(self.retry_policy, started, self._rng)
         deadline = started + self._call_timeout_s
         tried: set[int] = set()
+        pause = self.pause
         while True:
+            if pause is not None and pause.paused:  # a weight update: wait; the deadlines move on
+                waited = await pause.wait_open()
+                deadline += waited
+                retry.started += waited
             if self.fleet_dead is not None:
                 raise FleetDeadError(str(self.fleet_dead))
             if self._revive_on_choose:
                 for back in self.health.revive_expired(time.monotonic()):
                     log.info("server %s: cooldown over, tried again (no health probes)", self.servers[back].url)
-            index = self.policy.choose(key, frozenset(tried))
+            index = self.policy.choose(key, frozenset(tried), group)
             try:
                 return self.servers[index].url, await self._attempt(index, path, body, at_root, send, deadline)
+            except _PausedAbort:
+                continue  # pause("abort") cut it off: sent again once the gate opens
             except GymRolloutsError as exc:
                 if self.fleet_dead is not None:
                     raise FleetDeadError(str(self.fleet_dead)) from None
@@ -234,6 +265,8 @@ class Dispatcher:
             task = flight.task
             if flight.abandoned is None or task is None or task.uncancel() > 0:
                 raise  # not (only) ours: the caller is being cancelled
+            if flight.abandoned == PAUSED:
+                raise _PausedAbort from None
             counters.failed += 1
             error = self._timed_out(flight, server.url, path)
             self.liveness.failed(index, time.monotonic(), str(error))
@@ -251,6 +284,8 @@ class Dispatcher:
         else:
             counters.completed += 1
             counters.latency.add((ended - started) * 1000.0)
+            if self.capacity is not None:
+                self.capacity.observe(index, ended - started)
         self.health.request_succeeded(index)
         return result
 
@@ -286,7 +321,7 @@ class Dispatcher:
                 flight.abandoned = reason
                 flight.task.cancel()
                 count += 1
-        if count and reason != DEADLINE:
+        if count and reason not in (DEADLINE, PAUSED):
             self._counters[index].abandoned += count
             log.warning("server %s: %d call(s) in flight abandoned, retried elsewhere (%s)",
                         self.servers[index].url, count, reason)
@@ -336,6 +371,8 @@ class Dispatcher:
                 "mean_latency_ms": None if mean is None else round(mean, 3),
                 "p99_latency_ms": None if p99 is None else round(p99, 3),
                 "weight": server.weight,
+                "rollouts": getattr(server, "rollouts", None),  # live rollouts with affinity here (policy)
+                "admit_limit": _limit(getattr(server, "admit_limit", None)),  # admission's cap (None: no cap)
             }
             if self._cfg.use_metrics:
                 row["waiting"] = server.waiting
@@ -348,9 +385,18 @@ class Dispatcher:
         stale-socket retries)."""
         return {"policy": self.policy.kind, "retries_by_kind": dict(self.retries_by_kind),
                 "affinity_breaks": self.policy.affinity_breaks, "live_rollouts": self.policy.live_rollouts,
+                "group_hits": self.policy.group_hits, "group_breaks": self.policy.group_breaks,
+                "live_groups": self.policy.live_groups,
+                **({"capacity": self.capacity.stats()} if self.capacity is not None else {}),
                 "servers_up": sum(s.up for s in self.servers),
                 "metrics_polls_failed": self.prober.metrics_polls_failed,
-                "progress_polls": self.prober.progress_polls, **self._transport.stats()}
+                "progress_polls": self.prober.progress_polls, **self._transport.stats(),
+                **({"pause": self.pause.stats()} if self.pause is not None else {})}
+
+
+def _limit(value: float | None) -> int | None:
+    """An admission limit for JSON: None when there is no cap (``math.inf``)."""
+    return None if value is None or value == float("inf") else int(value)
 
 
 def _server_delay(exc: BaseException) -> float | None:

@@ -20,6 +20,21 @@ least bad choice is made (a server not yet tried for this call, then any member)
 never refused here: the retry policy decides when to give up. Servers that are not members of
 the run (down at start-up and not joined yet, or serving another model) are never chosen.
 
+Group affinity (``group_affinity``; a rollout names its group, e.g. its task, at its first call):
+the rollouts of one group (GRPO repeats share a prompt) go to the server the group's first rollout
+went to, so the shared prompt is prefilled once there, while that server accepts traffic, has
+admission room (``rollouts < admit_limit``) and its load exceeds the least-loaded accepting
+server's by at most ``group_max_imbalance`` (in load units: requests on a weight-1 server).
+Otherwise the rollout goes to the least-loaded server and the group follows it from then on
+(``group_breaks``; ``group_hits`` counts rollouts placed with their group). A group is remembered
+while any of its rollouts is live, and afterwards among the ``RECENT_GROUPS`` most recently
+finished ones (the server's prefix cache outlives the rollouts: with few workers a group's repeats
+run one after another); memory is O(live groups + RECENT_GROUPS).
+
+Admission (router/admission.py sets ``admit_limit``; the policy keeps ``rollouts``, the live
+rollouts whose affinity is the server): a new rollout prefers accepting servers with
+``rollouts < admit_limit``; when none has room, the choice is made as if there were no limit.
+
 ``hash`` pins ``sha256(key) % N`` (NeMo Gym's behaviour) and ``round_robin`` rotates over the
 servers per call; both are baselines for the benchmark.
 """
@@ -27,9 +42,11 @@ servers per call; both are baselines for the benchmark.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 
 POLICIES = ("sticky_least_loaded", "hash", "round_robin")
+RECENT_GROUPS = 1024  # finished groups whose server is still remembered (oldest dropped first)
 
 
 @dataclass
@@ -44,6 +61,9 @@ class ServerState:
     in_flight: int = 0  # our requests sent and not yet answered, failed or cancelled
     waiting: float = 0.0  # vllm:num_requests_waiting (when /metrics is polled)
     kv_usage: float = 0.0  # vllm:kv_cache_usage_perc in [0, 1] (when /metrics is polled)
+    preemptions: float = 0.0  # vllm:num_preemptions_total, a counter (when /metrics is polled)
+    rollouts: int = 0  # live rollouts whose affinity is this server (the policy keeps it)
+    admit_limit: float = math.inf  # admission's cap on live rollouts here (router/admission.py)
 
     def load(self) -> float:
         return (self.in_flight + self.waiting) / self.weight
@@ -57,7 +77,8 @@ class RoutingPolicy:
 
     def __init__(self, servers: list[ServerState], kind: str = "sticky_least_loaded", *,
                  overload_factor: float = 2.0, overload_min_gap: int = 8,
-                 kv_saturation: float = 1.0) -> None:
+                 kv_saturation: float = 1.0, group_affinity: bool = True,
+                 group_max_imbalance: float = 4.0) -> None:
         if kind not in POLICIES:
             raise ValueError(f"unknown routing policy {kind!r}; choose from {', '.join(POLICIES)}")
         if not servers:
@@ -67,8 +88,15 @@ class RoutingPolicy:
         self.overload_factor = overload_factor
         self.overload_min_gap = overload_min_gap
         self.kv_saturation = kv_saturation
+        self.group_affinity = group_affinity
+        self.group_max_imbalance = group_max_imbalance
         self.affinity_breaks = 0
+        self.group_hits = 0  # new rollouts placed on their group's server
+        self.group_breaks = 0  # new rollouts of a known group placed elsewhere (the group follows)
         self._affinity: dict[str, int] = {}
+        self._group_of: dict[str, str] = {}  # live rollout key -> its group
+        self._groups: dict[str, list[int]] = {}  # live group -> [server index, live rollouts]
+        self._recent: dict[str, int] = {}  # finished group -> its server, oldest first (RECENT_GROUPS)
         self._cursor = 0
 
     @property
@@ -79,13 +107,30 @@ class RoutingPolicy:
     def server_of(self, key: str) -> int | None:
         return self._affinity.get(key)
 
-    def forget(self, key: str) -> None:
-        """Drop a finished rollout's affinity."""
-        self._affinity.pop(key, None)
+    @property
+    def live_groups(self) -> int:
+        return len(self._groups)
 
-    def choose(self, key: str, exclude: frozenset[int] = frozenset()) -> int:
+    def forget(self, key: str) -> None:
+        """Drop a finished rollout's affinity (and its group's, with its group's last rollout)."""
+        index = self._affinity.pop(key, None)
+        if index is not None:
+            self.servers[index].rollouts -= 1
+        group = self._group_of.pop(key, None)
+        if group is not None:
+            entry = self._groups.get(group)
+            if entry is not None:
+                entry[1] -= 1
+                if entry[1] <= 0:
+                    del self._groups[group]
+                    recent = self._recent
+                    recent[group] = entry[0]
+                    if len(recent) > RECENT_GROUPS:
+                        del recent[next(iter(recent))]
+
+    def choose(self, key: str, exclude: frozenset[int] = frozenset(), group: str | None = None) -> int:
         """Index of the server for the next call of rollout ``key``; ``exclude`` holds the
-        servers this call already failed on."""
+        servers this call already failed on; ``group``: the rollout's group (read at its first call)."""
         sticky = self._affinity.get(key)
         if sticky is not None and self.kind == "sticky_least_loaded":
             s = self.servers[sticky]  # O(1) fast path: below the gap it cannot be overloaded
@@ -99,12 +144,42 @@ class RoutingPolicy:
         if sticky is not None and sticky in candidates:
             if not self._overloaded(sticky, self._least_loaded(candidates)):
                 return sticky
-        fresh = [i for i in candidates if self.servers[i].kv_usage < self.kv_saturation] or candidates
+        servers = self.servers
+        if sticky is None:  # a new rollout: servers with admission room first
+            candidates = [i for i in candidates if servers[i].rollouts < servers[i].admit_limit] or candidates
+        fresh = [i for i in candidates if servers[i].kv_usage < self.kv_saturation] or candidates
         best = self._least_loaded(fresh)
+        if sticky is None and group is not None and self.group_affinity:
+            best = self._with_group(key, group, best, fresh)
         if sticky is not None and best != sticky:
             self.affinity_breaks += 1  # any move: down, probation, failed here, overloaded
-        self._cursor = (best + 1) % len(self.servers)
+            servers[sticky].rollouts -= 1
+        if best != sticky:
+            servers[best].rollouts += 1
+        self._cursor = (best + 1) % len(servers)
         self._affinity[key] = best
+        entry = self._groups.get(self._group_of.get(key))  # type: ignore[arg-type]
+        if entry is not None:
+            entry[0] = best  # the group follows its latest placement (a move included)
+        return best
+
+    def _with_group(self, key: str, group: str, best: int, fresh: list[int]) -> int:
+        """The server for a new rollout of ``group``: its group's, within the imbalance bound."""
+        entry = self._groups.get(group)
+        home = entry[0] if entry is not None else self._recent.pop(group, None)
+        if home is not None:  # a known group (live, or finished recently)
+            s = self.servers[home]
+            if home == best or (home in fresh and s.rollouts < s.admit_limit
+                                and s.load() - self.servers[best].load() <= self.group_max_imbalance):
+                self.group_hits += 1
+                best = home
+            else:
+                self.group_breaks += 1
+        if entry is None:
+            self._groups[group] = [best, 1]
+        else:
+            entry[1] += 1
+        self._group_of[key] = group
         return best
 
     def _candidates(self, exclude: frozenset[int]) -> list[int]:

@@ -15,9 +15,11 @@ Loops, each until cancelled:
   stalled: marked down and reported ``on_unresponsive``. A server whose ``/metrics`` lacks those
   counters is left alone (and asked again after ``NO_METRICS_RETRY_S``). Servers that answer
   steadily are never polled for this.
-- **metrics** (with ``use_metrics``, every ``metrics_interval_s``): ``vllm:num_requests_waiting`` and
-  ``vllm:kv_cache_usage_perc`` into each ``ServerState`` (reset to 0 when a poll fails, so stale
-  numbers never steer).
+- **metrics** (with ``use_metrics``, every ``metrics_interval_s``): ``vllm:num_requests_waiting``,
+  ``vllm:kv_cache_usage_perc`` and ``vllm:num_preemptions_total`` into each ``ServerState`` (waiting
+  and KV reset to 0 when a poll fails, so stale numbers never steer); each poll's outcome then goes
+  to every ``load_observers`` callback ``(index, ServerLoad or None, answered)`` -- the admission
+  controller (engine/admission_gate.py); ``answered`` False: no HTTP answer (or a 5xx).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from gym_rollouts.errors import GymRolloutsError, StartupError
 from gym_rollouts.router.health import DOWN, UP, HealthTracker
 from gym_rollouts.router.liveness import Liveness
 from gym_rollouts.router.policy import ServerState
-from gym_rollouts.router.vllm_metrics import parse_load, parse_progress
+from gym_rollouts.router.vllm_metrics import ServerLoad, parse_load, parse_progress
 from gym_rollouts.transport.client import HttpTransport
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ NO_METRICS_RETRY_S = 60.0
 # ``StartupError`` when it serves another one (it stays out), anything else when not reachable yet.
 JoinCheck = Callable[[str], Awaitable[str]]
 Unresponsive = Callable[[int, str], None]
+LoadObserver = Callable[[int, ServerLoad | None, bool], None]
 
 
 def root_url(base_url: str) -> str:
@@ -72,6 +75,7 @@ class Prober:
         self._watch_stalls = watch_stalls and cfg.stall_timeout_s > 0
         self._no_metrics_until = [0.0] * len(servers)
         self.metrics_polls_failed = 0
+        self.load_observers: list[LoadObserver] = []  # called after each /metrics poll of a server
         self.progress_polls = 0
 
     @property
@@ -193,13 +197,14 @@ class Prober:
 
     # -- load --------------------------------------------------------------------------------------
     async def poll_metrics(self) -> None:
-        await asyncio.gather(*(self._poll(s) for s in self.servers if s.member))
+        await asyncio.gather(*(self._poll(i, s) for i, s in enumerate(self.servers) if s.member))
 
-    async def _poll(self, server: ServerState) -> None:
-        load = None
+    async def _poll(self, index: int, server: ServerState) -> None:
+        load, answered = None, False
         try:
             status, raw = await self._transport.get(root_url(server.url) + "/metrics",
                                                     timeout_s=self._cfg.health_timeout_s, control=True)
+            answered = status < 500
             if status == 200:
                 load = parse_load(raw.decode("utf-8", "replace"))
         except GymRolloutsError:
@@ -209,3 +214,7 @@ class Prober:
             server.waiting, server.kv_usage = 0.0, 0.0
         else:
             server.waiting, server.kv_usage = load.waiting, load.kv_usage
+            if load.preemptions is not None:
+                server.preemptions = load.preemptions
+        for observer in self.load_observers:
+            observer(index, load, answered)

@@ -7,8 +7,10 @@ engines at 0.5 are 50% full, not 100%). It also keeps the labels of ``*_info`` i
 (``vllm:cache_config_info`` says ``enable_prefix_caching``). Older vLLM names
 (``gpu_cache_usage_perc``, ``gpu_prefix_cache_*``) are accepted as fallbacks.
 
-``parse_load`` is the router's view: waiting requests (summed over engines) and KV-cache usage (the
-highest engine) as a fraction in [0, 1].
+``parse_load`` is the router's view: waiting requests (summed over engines), KV-cache usage (the
+highest engine) as a fraction in [0, 1], and for admission (router/admission.py) the preemption
+counter ``vllm:num_preemptions_total`` and the running requests (both summed over engines; None
+when the page does not have them).
 
 ``parse_progress`` is the stall detector's view, read without parsing the whole page: the sum of
 the counters that move while the server works (``PROGRESS_COUNTERS``: generated and prefilled
@@ -24,6 +26,7 @@ _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)')
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 _WAITING = "vllm:num_requests_waiting"
 _KV = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
+_PREEMPTIONS = ("vllm:num_preemptions_total", "vllm:num_preemptions")
 PROGRESS_COUNTERS = ("vllm:generation_tokens_total", "vllm:prompt_tokens_total", "vllm:request_success_total",
                      "vllm:iteration_tokens_total_count")
 
@@ -71,6 +74,10 @@ class Metrics:
     def kv_cache_usage(self) -> float | None:
         return self.highest(*_KV)
 
+    @property
+    def preemptions(self) -> float | None:
+        return self.value(*_PREEMPTIONS)
+
 
 def parse_metrics(text: str) -> Metrics:
     out = Metrics()
@@ -96,6 +103,8 @@ def parse_metrics(text: str) -> Metrics:
 class ServerLoad:
     waiting: float = 0.0
     kv_usage: float = 0.0
+    preemptions: float | None = None  # a counter: admission looks at its increments
+    running: float | None = None
 
 
 def parse_load(text: str) -> ServerLoad | None:
@@ -104,7 +113,8 @@ def parse_load(text: str) -> ServerLoad | None:
     waiting, kv = m.waiting, m.kv_cache_usage
     if waiting is None and kv is None:
         return None
-    return ServerLoad(waiting=waiting or 0.0, kv_usage=min(1.0, max(0.0, kv or 0.0)))
+    return ServerLoad(waiting=waiting or 0.0, kv_usage=min(1.0, max(0.0, kv or 0.0)), preemptions=m.preemptions,
+                      running=m.running)
 
 
 def parse_progress(text: str) -> float | None:

@@ -15,7 +15,8 @@ Where the servers come from:
 
 Fixtures (session-scoped; the URLs are base URLs ending in ``/v1``):
   real_vllm            the recommended setup: ``--enable-auto-tool-choice --tool-call-parser
-                       hermes``, no reasoning parser
+                       hermes``, no reasoning parser; started with ``VLLM_SERVER_DEV_MODE=1``
+                       (its /pause, /resume, /weight_info: tests/real_vllm/test_pause_real.py)
   real_vllm_reasoning  hermes + ``--reasoning-parser deepseek_r1``, and structured outputs enforced
                        inside ``<think>`` too (``enable_in_reasoning``), so tests can force it
   real_vllm_no_tools   no tool parser at all
@@ -56,10 +57,12 @@ class ServerSpec:
     reasoning_parser: str | None = None
     extra_args: tuple[str, ...] = ()
     env_url: str = ""  # env var naming an already-running server of this kind
+    env: tuple[tuple[str, str], ...] = ()  # environment of a server started here
 
 
 SPECS = {
-    "real_vllm": ServerSpec("real_vllm", "hermes", env_url="GYM_ROLLOUTS_VLLM_URL"),
+    "real_vllm": ServerSpec("real_vllm", "hermes", env_url="GYM_ROLLOUTS_VLLM_URL",
+                            env=(("VLLM_SERVER_DEV_MODE", "1"),)),  # adds routes only (the pause tests)
     "real_vllm_reasoning": ServerSpec(
         "real_vllm_reasoning", "hermes", "deepseek_r1",
         ("--structured-outputs-config", '{"enable_in_reasoning": true}'),
@@ -131,7 +134,7 @@ class ServerPool:
             warnings.warn(f"starting {kind} with {sorted(self.servers)} still alive", stacklevel=2)
         spec = SPECS[kind]
         log = log_path(kind)
-        env = self._cores()
+        env = {**dict(spec.env), **self._cores()}
         server = rv.launch_vllm(
             tool_parser=spec.tool_parser, reasoning_parser=spec.reasoning_parser,
             extra_args=spec.extra_args, log_path=log, env=env,

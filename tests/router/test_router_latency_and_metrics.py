@@ -49,7 +49,7 @@ vllm:kv_cache_usage_perc{engine="1",model_name="m"} 0.5
 
 
 @pytest.mark.parametrize("text, load", [
-    (PAGE, ServerLoad(waiting=5.0, kv_usage=0.5)),
+    (PAGE, ServerLoad(waiting=5.0, kv_usage=0.5, running=7.0)),
     ("vllm:num_requests_waiting 4\n", ServerLoad(waiting=4.0, kv_usage=0.0)),
     ('vllm:gpu_cache_usage_perc{model_name="m"} 0.9 1700000000\n', ServerLoad(waiting=0.0, kv_usage=0.9)),
     ("vllm:num_requests_running 3\nother_metric 1\n", None),
