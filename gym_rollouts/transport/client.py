@@ -12,9 +12,11 @@
   dripping its *headers* resets the per-read timeout: the router's per-call deadline
   (``call_timeout_s``) bounds every model call in total.
 - Client keep-alive (``keepalive_s``) below vLLM's 5 s server keep-alive. Should the server still
-  close a pooled socket just as we reuse it, the request is retried once on a fresh connection;
-  this happens only when the failing connection was a *reused* one (seen through aiohttp's
-  tracing hooks), so a server that drops a fresh connection is reported, not retried here.
+  close a pooled socket just as we reuse it, the request is sent again, on the next pooled socket
+  or a fresh connection (several idle sockets can expire at once: each stale one leaves the pool
+  as it fails, so this ends at the latest on a fresh connection); only a *reused* connection's
+  failure before any byte of the answer counts as stale (seen through aiohttp's tracing hooks),
+  so a server that drops a fresh connection is reported, not retried here.
 - Every failure becomes one of our errors: ``TransportError`` (kind ``connect`` / ``timeout`` /
   ``disconnected``), ``ServerStatusError`` (non-2xx, with the body and the ``Retry-After`` header
   as sent), ``ProtocolError`` (2xx, not JSON). Retries across servers live in the router; this
@@ -174,7 +176,7 @@ class HttpTransport:
         if timeout_s:
             extra["timeout"] = aiohttp.ClientTimeout(total=timeout_s, sock_connect=cfg.connect_timeout_s)
         answer_s = timeout_s or cfg.read_timeout_s
-        for retry in (False, True):
+        for stale_left in range(self._limit, -1, -1):  # each stale socket leaves the pool as it fails
             attempt = _Attempt()
             in_body = False
             try:
@@ -192,9 +194,9 @@ class HttpTransport:
                     return status, raw, cookies, headers_in.get("Retry-After") if status >= 300 else None
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
                 stale = attempt.reused and not in_body and not isinstance(exc, aiohttp.ClientConnectorError)
-                if stale and not retry:
+                if stale and stale_left:
                     self.stale_socket_retries += 1
-                    log.debug("%s %s: pooled socket closed by the server (%s); retrying once", method, url, exc)
+                    log.debug("%s %s: pooled socket closed by the server (%s); retrying", method, url, exc)
                     continue
                 raise _map_error(exc, server, cfg.connect_timeout_s, answer_s) from None
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:

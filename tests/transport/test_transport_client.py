@@ -77,6 +77,16 @@ async def test_reused_socket_closed_by_the_server_is_retried_once_transparently(
         assert srv["connections"] == 5
 
 
+async def test_several_stale_pooled_sockets_in_a_row_never_fail_a_request() -> None:
+    # Three sockets pooled at once, all closed by the server on their next use (idle sockets
+    # opened together expire together): one request meets each of them, then a fresh connection.
+    async with raw_server(lambda n: OK if n == 1 else None) as srv, transport(keepalive_s=30.0) as http:
+        await asyncio.gather(*(http.post_json(srv["url"] + "/x", {"a": i}) for i in range(3)))
+        assert srv["connections"] == 3
+        assert await http.post_json(srv["url"] + "/x", {"a": 1}) == {"ok": True}
+        assert http.stale_socket_retries == 3 and srv["connections"] == 4
+
+
 async def test_a_fresh_connection_that_drops_is_reported_not_retried() -> None:
     async with raw_server(lambda n: None) as srv, transport() as http:
         with pytest.raises(TransportError) as info:
