@@ -12,9 +12,11 @@ slower server. Latency rises with the load a server is given (queueing), and a w
 load, so ``weight = latency ** -power`` is a negative feedback loop: stable. The power corrects for
 queueing: on a saturated server latency grows with the requests it holds, so with power 1 the
 loop settles where each server holds requests in proportion to the square root of its capacity;
-with power p, to capacity ** (p / (1 + p)) (the default 1.5: 0.6). A larger power is closer to
-capacity shares under load but amplifies latency noise between equal servers (2 made identical
-servers' weights spread over 0.2-1 on a grouped workload); docs/router.md has the measurements.
+with power p, to capacity ** (p / (1 + p)) (the default 2: 0.67). Measured on
+``scripts/bench_router.py`` (one server 4x slower, makespan / capacity-weighted ideal, 6 runs
+each, with the running-mean start below): power 1.5 1.15, power 2 1.09-1.10 (hand weights
+1.10-1.11 in the same runs), 2.5 as good but spreading identical servers' weights to 0.3-1
+(power 1.5 without the running-mean start: 1.11-1.19); docs/router.md has the figures.
 ``waiting`` from ``/metrics`` (when polled) already counts as load in ``ServerState.load``.
 
 Cost: an observation updates one EWMA and one weight (O(1)); all weights are recomputed only when
@@ -23,9 +25,13 @@ the fastest server's estimate changes (O(servers)).
 Robustness: latencies are noisy (a cold server's first calls, a prompt missing the prefix cache, a
 long generation). During warm-up a server's estimate is the lowest latency seen; after it, each
 observation is clipped to [1/``clip``, ``clip``] times the current estimate before entering the
-EWMA, so one outlier moves a latency estimate by at most ``alpha * (clip - 1)`` (5 %) while a
-lasting change shows within tens of calls (a server turning 4x slower: its weight halfway there,
-in log terms, after ~10 calls, within 2x of the final value after ~20).
+EWMA. The EWMA's weight is 1/k for the k-th observation after warm-up (a running mean) until that
+falls to ``alpha`` (after 1/``alpha`` - 1 = 19 observations): the estimate catches up with a queued
+server within the first tens of calls of a run (with ``alpha`` from the start, a server 4x slower
+needed ~30 of its calls, a large share of a short run, with the weights still near equal). After
+that an outlier moves a latency estimate by at most ``alpha * (clip - 1)`` (5 %), earlier by at
+most ``(clip - 1) / (k + 1)``; a lasting change shows within tens of calls (a server turning 4x
+slower: within 2x of its final weight after ~20).
 
 Cold start: every weight stays 1 until each member server has ``warmup`` observations (equal
 weights); a server with none later (joined late) weighs the mean of the others until it has its own.
@@ -40,7 +46,7 @@ class CapacityEstimator:
     """EWMA latency per server -> ``ServerState.weight`` (see the module doc)."""
 
     def __init__(self, servers: list[ServerState], *, alpha: float = 0.05, warmup: int = 4,
-                 min_weight: float = 0.05, clip: float = 2.0, power: float = 1.5) -> None:
+                 min_weight: float = 0.05, clip: float = 2.0, power: float = 2.0) -> None:
         if not 0.0 < alpha <= 1.0:
             raise ValueError("alpha must be in (0, 1]")
         self.servers = servers
@@ -67,7 +73,9 @@ class CapacityEstimator:
         else:
             clip = self.clip
             obs = old * clip if latency_s > old * clip else old / clip if latency_s * clip < old else latency_s
-            self.latency[index] = old + self.alpha * (obs - old)
+            # 1/k for the k-th observation after warm-up (a running mean) until that falls below alpha
+            alpha = max(self.alpha, 1.0 / (n - self.warmup + 1))
+            self.latency[index] = old + alpha * (obs - old)
         if not self.warm:
             if any(n < self.warmup for n, s in zip(self.samples, self.servers) if s.member):
                 return

@@ -102,9 +102,36 @@ def test_one_outlier_moves_a_weight_by_at_most_alpha_times_clip(outlier: float) 
     servers = fleet(2)
     est = CapacityEstimator(servers, warmup=1, alpha=0.1, clip=2.0, power=2.0)
     est.observe(0, 0.05)
-    est.observe(1, 0.05)
+    for _ in range(10):  # past the running-mean start (1/k > alpha for k < 10)
+        est.observe(1, 0.05)
     est.observe(1, 0.05 * outlier)
     assert servers[1].weight == pytest.approx((1 / 1.1) ** 2)
+
+
+@pytest.mark.parametrize("k", [1, 3, 9])
+def test_early_on_the_estimate_is_a_running_mean(k: int) -> None:
+    # the k-th observation after warm-up weighs 1/(k+1): an outlier right after warm-up moves the
+    # estimate by at most (clip - 1) / (k + 1), and a queued server's latency is caught up quickly
+    servers = fleet(2)
+    est = CapacityEstimator(servers, warmup=1, alpha=0.05, clip=2.0, power=1.0)
+    est.observe(0, 0.05)
+    est.observe(1, 0.05)
+    for _ in range(k - 1):
+        est.observe(1, 0.05)
+    est.observe(1, 0.05 * 100)
+    assert est.latency[1] == pytest.approx(0.05 * (1 + 1 / (k + 1)))
+
+
+def test_a_queued_server_is_caught_up_within_its_first_tens_of_calls() -> None:
+    servers = fleet(2)
+    est = CapacityEstimator(servers)  # the defaults
+    for _ in range(est.warmup):
+        est.observe(0, 0.05)
+        est.observe(1, 0.05)  # warm-up saw it idle; from now on it answers 4x slower (queued)
+    for _ in range(12):
+        est.observe(0, 0.05)
+        est.observe(1, 0.20)
+    assert servers[1].weight < 2 * 0.25 ** est.power
 
 
 def test_a_lasting_slowdown_is_followed_within_tens_of_calls() -> None:
