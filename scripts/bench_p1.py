@@ -14,6 +14,9 @@ against the bare aiohttp loop on the same zero-latency embedded server; prints o
   ``cpu_ratio`` = the loop's CPU per rollout / the collect process's (start-up included): the
   steadier figure on a shared machine.
   Rounds interleave loop / collect / loop (and each tree given by ``--tree``) on the same server.
+- Bytecode: each tree's package is compiled first (``compileall``), as it is for any run after
+  the first (Python caches it) or after ``pip install``; ``--no-compile`` measures without (where
+  ``PYTHONDONTWRITEBYTECODE`` is set, as on our CI machines, every run then compiles the package).
 
     .venv/bin/python scripts/bench_p1.py                       # this tree
     .venv/bin/python scripts/bench_p1.py --tree /tmp/p1base --tree .:asyncio --tree .:uvloop --rounds 2
@@ -150,6 +153,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     trees = [tree for tree, _ in variants]
     report: dict[str, Any] = {"cpus": os.cpu_count(), "loadavg_before": os.getloadavg(), "rows": args.rows,
                               "concurrency": args.concurrency, "trees": args.tree or [str(ROOT)], "extra": args.extra}
+    if args.compile:
+        for tree in dict.fromkeys(trees):
+            subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "gym_rollouts")], check=True)
+    report["bytecode_compiled"] = args.compile
     proc, base_url = start_server()
     try:
         with tempfile.TemporaryDirectory(prefix="bench_p1_") as d:
@@ -205,6 +212,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=100)
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--extra", action="append", default=[], help="one more collect override (repeatable)")
+    p.add_argument("--no-compile", dest="compile", action="store_false",
+                   help="do not compile the trees' bytecode first (a first run's start-up)")
     return p.parse_args()
 
 

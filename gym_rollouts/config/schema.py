@@ -53,6 +53,9 @@ class EmbeddedServersConfig:
     startup_timeout_s: float = 30.0
 
 
+HTTP_CLIENTS = ("native", "aiohttp")
+
+
 @dataclass(frozen=True)
 class TransportConfig:
     """HTTP client behaviour: timeouts, keep-alive, retries (the retry policy is applied by the
@@ -69,6 +72,7 @@ class TransportConfig:
     backoff_max_s: float = 8.0
     retry_deadline_s: float = 1800.0
     retry_after_max_s: float = 60.0  # the longest Retry-After (429/503) waited for
+    http_client: str = "native"  # native (transport/http1.py) | aiohttp (its ClientSession)
 
     def __post_init__(self) -> None:
         problems = [f"transport.{name} must be > 0" for name in
@@ -79,6 +83,8 @@ class TransportConfig:
             problems.append("transport.retry_after_max_s must be >= 0 (0 = never wait for a Retry-After)")
         if self.max_retries < 0:
             problems.append("transport.max_retries must be >= 0")
+        if self.http_client not in HTTP_CLIENTS:
+            problems.append(f"transport.http_client must be one of {', '.join(HTTP_CLIENTS)}, not {self.http_client!r}")
         if self.backoff_max_s < self.backoff_base_s:
             problems.append("transport.backoff_max_s must be >= transport.backoff_base_s")
         problems += check_budget(self.retry_budget)

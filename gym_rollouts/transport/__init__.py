@@ -1,4 +1,5 @@
-"""HTTP transport: the only package that imports aiohttp on the client side."""
+"""HTTP transport: the run's client pools (native HTTP/1.1 in http1.py, or aiohttp) and the error
+mapping; the only package that speaks HTTP on the client side."""
 
 from gym_rollouts.transport.client import HttpTransport
 

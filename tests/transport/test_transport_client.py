@@ -1,5 +1,6 @@
 """HttpTransport over real loopback sockets: keep-alive reuse after a server-side close, timeouts,
-error mapping. Small raw asyncio servers play the misbehaving peers; the embedded server plays vLLM."""
+error mapping. Small raw asyncio servers play the misbehaving peers; the embedded server plays vLLM.
+Every test runs on both HTTP clients (``transport.http_client``: native and aiohttp)."""
 
 from __future__ import annotations
 
@@ -63,8 +64,22 @@ async def raw_server(script: Script) -> AsyncIterator[dict]:
         yield info
 
 
+CLIENT = {"name": "native"}
+
+
+@pytest.fixture(params=["native", "aiohttp"], autouse=True)
+def http_client(request):
+    CLIENT["name"] = request.param
+    yield request.param
+    CLIENT["name"] = "native"
+
+
+def config(**kw) -> TransportConfig:
+    return TransportConfig(**{"http_client": CLIENT["name"], **kw})
+
+
 def transport(**kw) -> HttpTransport:
-    return HttpTransport(TransportConfig(**{"connect_timeout_s": 2.0, "read_timeout_s": 10.0, **kw}), concurrency=4)
+    return HttpTransport(config(**{"connect_timeout_s": 2.0, "read_timeout_s": 10.0, **kw}), concurrency=4)
 
 
 async def test_reused_socket_closed_by_the_server_is_retried_once_transparently() -> None:
@@ -184,7 +199,7 @@ async def test_used_outside_its_context_raises() -> None:
 
 
 async def test_control_requests_do_not_queue_behind_a_full_data_pool() -> None:
-    cfg = TransportConfig(connect_timeout_s=2.0, read_timeout_s=30.0)
+    cfg = config(connect_timeout_s=2.0, read_timeout_s=30.0)
     async with EmbeddedServer(EmbeddedConfig(fault_rate=1.0, fault_kinds=("hang",))) as srv, \
             HttpTransport(cfg, concurrency=0, extra_connections=0) as http:
         hung = [asyncio.create_task(http.post_json(srv.base_url + "/chat/completions", CHAT)) for _ in range(8)]
