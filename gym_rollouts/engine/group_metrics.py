@@ -43,6 +43,7 @@ SAMPLE = {"agent_ref": {"name": "agent"}}
 STATS = ("mean", "max", "min", "median", "std")
 MAX_CACHED_LAYOUTS = 512
 _INFO_SKIPPED = frozenset({TASK_INDEX, ROLLOUT_INDEX, "reward", "response"})
+_STAT_SKIPPED = _INFO_SKIPPED | {"rollout_id"}  # what of a rollout info is not a statistic's value
 
 # one open task's row: (rollout index, rollout info, stat values that differ from the info)
 Rollout = tuple[int, dict[str, Any], dict[str, float] | None]
@@ -65,10 +66,9 @@ def describe(rows: list[Mapping[str, float]], keys: dict[Any, tuple[str, ...]] |
     ``keys``: a cache of output keys (field -> its five keys; field set -> a one-row group's keys)."""
     keys = {} if keys is None else keys
     if len(rows) == 1:  # the common one-rollout task: every statistic is the value, std 0
-        (values,) = rows
-        layout = keys.get(tuple(values)) or _layout_of(tuple(values), keys)
-        floats = [float(x) for x in values.values()]
-        return dict(zip(layout, floats * 4 + [0.0] * len(floats)))
+        out: dict[str, float] = {}
+        _describe_one(rows[0], keys, out)
+        return out
     columns: dict[str, list[float]] = {}
     for values in rows:
         for name, x in values.items():
@@ -101,6 +101,14 @@ def describe(rows: list[Mapping[str, float]], keys: dict[Any, tuple[str, ...]] |
             if x is not None:
                 out[d[0][at]] = x
     return out
+
+
+def _describe_one(values: Mapping[str, float], keys: dict[Any, tuple[str, ...]], out: dict[str, Any]) -> None:
+    """``describe([values])`` added to ``out``: every statistic is the value, std 0."""
+    names = tuple(values)
+    layout = keys.get(names) or _layout_of(names, keys)
+    floats = list(map(float, values.values()))
+    out.update(zip(layout, floats * 4 + [0.0] * len(floats)))
 
 
 def _keys_of(name: str, cache: dict[Any, tuple[str, ...]]) -> tuple[str, ...]:
@@ -145,10 +153,11 @@ def rollout_of(row: Mapping[str, Any], numeric: Mapping[str, float], usage: Any)
 def stat_values(rollout: Rollout) -> dict[str, float]:
     """The values the statistics see: the row's numeric fields and usage (usage wins)."""
     _, info, override = rollout
-    values = {k: v for k, v in info.items() if k not in _INFO_SKIPPED and k != "rollout_id"}
     reward = _finite(info.get("reward"))
-    if reward is not None:
-        values = {"reward": reward, **values}
+    values = {} if reward is None else {"reward": reward}  # the reward first
+    for name, value in info.items():
+        if name not in _STAT_SKIPPED:
+            values[name] = value
     if override:
         values.update(override)
     return values
@@ -156,9 +165,12 @@ def stat_values(rollout: Rollout) -> dict[str, float]:
 
 def group_entry(task: int, rollouts: list[Rollout], expected: int,
                 keys: dict[Any, tuple[str, ...]] | None = None) -> dict[str, Any]:
-    if len(rollouts) > 1:
+    entry: dict[str, Any] = {TASK_INDEX: task}
+    if len(rollouts) == 1:  # the common one-rollout task (describe's shortcut, without its copy)
+        _describe_one(stat_values(rollouts[0]), {} if keys is None else keys, entry)
+    else:
         rollouts = sorted(rollouts, key=lambda r: r[0])
-    entry: dict[str, Any] = {TASK_INDEX: task, **describe([stat_values(r) for r in rollouts], keys)}
+        entry.update(describe([stat_values(r) for r in rollouts], keys))
     n = len(rollouts)
     entry["sample"] = SAMPLE
     entry["num_rollouts"] = n

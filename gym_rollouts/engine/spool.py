@@ -52,12 +52,16 @@ class SortedSpool:
         if self._finished:
             raise RuntimeError("SortedSpool.push after finish()")
         run = self._run if self._last is None or key >= self._last else self._run + 1
-        heapq.heappush(self._heap, (run, key, self._pushed, blob))
+        item, heap = (run, key, self._pushed, blob), self._heap
         self._pushed += 1
         self._held_bytes += len(blob)
         self.count += 1
-        while len(self._heap) > self.max_records or (self._held_bytes > self.max_bytes and len(self._heap) > 1):
-            self._emit(heapq.heappop(self._heap))
+        if len(heap) >= self.max_records:  # the window is full (the steady state): one in, the smallest out
+            self._emit(heapq.heappushpop(heap, item))
+        else:
+            heapq.heappush(heap, item)
+        while len(heap) > self.max_records or (self._held_bytes > self.max_bytes and len(heap) > 1):
+            self._emit(heapq.heappop(heap))
 
     @property
     def held(self) -> int:
@@ -76,8 +80,7 @@ class SortedSpool:
             self._end_run()
             self._run = run
         width = (key.bit_length() + 8) // 8  # any int: task indices come from the input as they are
-        fh.write(_HEADER.pack(width, len(blob)))
-        fh.write(key.to_bytes(width, "little", signed=True))
+        fh.write(_HEADER.pack(width, len(blob)) + key.to_bytes(width, "little", signed=True))
         fh.write(blob)
         self._last = key
 

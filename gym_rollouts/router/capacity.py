@@ -63,44 +63,53 @@ class CapacityEstimator:
         self._fastest_index = -1
 
     def observe(self, index: int, latency_s: float) -> None:
-        """One answered call of ``latency_s`` seconds on server ``index``."""
-        old = self.latency[index]
+        """One answered call of ``latency_s`` seconds on server ``index`` (runs per call: plain code)."""
+        latency = self.latency
+        old = latency[index]
         n = self.samples[index] = self.samples[index] + 1
         if old is None:
-            self.latency[index] = latency_s
+            lat = latency_s
         elif n <= self.warmup:
-            self.latency[index] = min(old, latency_s)
+            lat = latency_s if latency_s < old else old  # min(old, latency_s), inlined
         else:
             clip = self.clip
             obs = old * clip if latency_s > old * clip else old / clip if latency_s * clip < old else latency_s
             # 1/k for the k-th observation after warm-up (a running mean) until that falls below alpha
             alpha = max(self.alpha, 1.0 / (n - self.warmup + 1))
-            self.latency[index] = old + alpha * (obs - old)
+            lat = old + alpha * (obs - old)
+        latency[index] = lat
         if not self.warm:
             if any(n < self.warmup for n, s in zip(self.samples, self.servers) if s.member):
                 return
             self.warm = True
         fastest = self._fastest
-        lat = self.latency[index]
-        if fastest is None or index == self._fastest_index or lat < fastest:  # type: ignore[operator]
+        if fastest is None or index == self._fastest_index or lat < fastest:
             self._reweigh()
         else:
-            self.servers[index].weight = max(self.min_weight, (fastest / lat) ** self.power)  # type: ignore[operator]
+            self.servers[index].weight = max(self.min_weight, (fastest / lat) ** self.power)
             self.updates += 1
 
     def _reweigh(self) -> None:
-        known = [lat for lat in self.latency if lat is not None and lat > 0]
-        if not known:
+        """Every weight from the latencies (the fastest known server's changed: it sets the scale)."""
+        fastest, at = None, -1  # the first of the lowest positive latencies
+        for i, lat in enumerate(self.latency):
+            if lat is not None and lat > 0 and (fastest is None or lat < fastest):
+                fastest, at = lat, i
+        if fastest is None:
             return
-        fastest = min(known)
-        self._fastest, self._fastest_index = fastest, self.latency.index(fastest)
-        power = self.power
-        weights = [None if lat is None or lat <= 0 else max(self.min_weight, (fastest / lat) ** power)
-                   for lat in self.latency]
-        have = [w for w in weights if w is not None]
-        mean = sum(have) / len(have)
-        for server, weight in zip(self.servers, weights):
-            server.weight = mean if weight is None else weight
+        self._fastest, self._fastest_index = fastest, at
+        power, floor = self.power, self.min_weight
+        have, unknown = [], []  # unknown: servers without an estimate yet (they weigh the mean)
+        for server, lat in zip(self.servers, self.latency):
+            if lat is None or lat <= 0:
+                unknown.append(server)
+            else:
+                server.weight = weight = max(floor, (fastest / lat) ** power)
+                have.append(weight)
+        if unknown:
+            mean = sum(have) / len(have)
+            for server in unknown:
+                server.weight = mean
         self.updates += 1
 
     def stats(self) -> dict[str, object]:

@@ -85,6 +85,7 @@ class ServerCounters:
 
 
 DEADLINE = "deadline"
+_NONE_TRIED: frozenset[int] = frozenset()  # a call's first attempt: no server tried yet
 
 
 def sweep_interval(call_timeout_s: float) -> float:
@@ -201,7 +202,7 @@ class Dispatcher:
         the transport's ``post_json`` for callers with their own request shape (cookies, raw bodies).
         ``group``: the rollout's group (its task), for group affinity at its first call."""
         started = time.monotonic()
-        retry = RetryState(self.retry_policy, started, self._rng)
+        retry: RetryState | None = None  # made at the first failure (most calls never fail)
         deadline = started + self._call_timeout_s
         tried: set[int] = set()
         pause = self.pause
@@ -209,13 +210,15 @@ class Dispatcher:
             if pause is not None and pause.paused:  # a weight update: wait; the deadlines move on
                 waited = await pause.wait_open()
                 deadline += waited
-                retry.started += waited
+                started += waited
+                if retry is not None:
+                    retry.started += waited
             if self.fleet_dead is not None:
                 raise FleetDeadError(str(self.fleet_dead))
             if self._revive_on_choose:
                 for back in self.health.revive_expired(time.monotonic()):
                     log.info("server %s: cooldown over, tried again (no health probes)", self.servers[back].url)
-            index = self.policy.choose(key, frozenset(tried), group)
+            index = self.policy.choose(key, frozenset(tried) if tried else _NONE_TRIED, group)
             try:
                 return self.servers[index].url, await self._attempt(index, path, body, at_root, send, deadline)
             except _PausedAbort:
@@ -223,6 +226,8 @@ class Dispatcher:
             except GymRolloutsError as exc:
                 if self.fleet_dead is not None:
                     raise FleetDeadError(str(self.fleet_dead)) from None
+                if retry is None:
+                    retry = RetryState(self.retry_policy, started, self._rng)
                 delay = self._retry_delay(retry, exc, index)
                 if delay is None:
                     raise

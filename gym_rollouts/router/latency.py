@@ -29,8 +29,9 @@ class LatencyHistogram:
         self.total_ms += ms
         if ms > self.max_ms:
             self.max_ms = ms
+        counts = self.counts
         index = int(math.log(ms / self.lo_ms) / self._log_g) if ms > self.lo_ms else 0
-        self.counts[min(index, len(self.counts) - 1)] += 1
+        counts[index if index < len(counts) else -1] += 1  # beyond the last bucket: the last
 
     def mean(self) -> float | None:
         return self.total_ms / self.count if self.count else None

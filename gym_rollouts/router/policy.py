@@ -145,9 +145,12 @@ class RoutingPolicy:
             if not self._overloaded(sticky, self._least_loaded(candidates)):
                 return sticky
         servers = self.servers
-        if sticky is None:  # a new rollout: servers with admission room first
-            candidates = [i for i in candidates if servers[i].rollouts < servers[i].admit_limit] or candidates
-        fresh = [i for i in candidates if servers[i].kv_usage < self.kv_saturation] or candidates
+        if len(candidates) > 1:  # (one candidate is the choice whatever the filters say)
+            if sticky is None:  # a new rollout: servers with admission room first
+                candidates = [i for i in candidates if servers[i].rollouts < servers[i].admit_limit] or candidates
+            fresh = [i for i in candidates if servers[i].kv_usage < self.kv_saturation] or candidates
+        else:
+            fresh = candidates
         best = self._least_loaded(fresh)
         if sticky is None and group is not None and self.group_affinity:
             best = self._with_group(key, group, best, fresh)
@@ -197,6 +200,8 @@ class RoutingPolicy:
 
     def _least_loaded(self, candidates: list[int]) -> int:
         """Lowest load; among equals the first at or after the rotating cursor."""
+        if len(candidates) == 1:
+            return candidates[0]
         n, cursor, servers = len(self.servers), self._cursor, self.servers
         best, best_key = candidates[0], (servers[candidates[0]].load(), (candidates[0] - cursor) % n)
         for i in candidates[1:]:
