@@ -14,10 +14,22 @@ lands where Python cannot raise it: see ``SignalGuard``).
 The guard raises ``StartupSignal``, a ``KeyboardInterrupt``, so code that treats Ctrl-C
 specially (asyncio) unwinds as it would for Ctrl-C. Left to Python: a signal during the
 interpreter's own start-up, before this module runs (a few milliseconds).
+
+The heap (``gc``): once the command's module is imported, everything then alive (modules,
+classes, OmegaConf, aiohttp: it all lives until the process ends) is moved out of the cyclic
+collector's reach (``gc.freeze``), so no later collection walks it again. When the command is
+done, one collection finalizes every unreachable object while the interpreter is still whole, and
+what is left is frozen too: the interpreter's own collections at exit, which walked the whole heap
+again (about 0.1 s of a ``collect``), have nothing left to do. Objects are freed by reference
+counting as before and ``atexit`` handlers (Hydra's log file) run as before; the one difference:
+an object still alive in a reference cycle when the command ends is not finalized at exit (Python
+never promised it would be; our files are closed explicitly, the output writer's are unbuffered),
+nor is the garbage the imports left (a few dozen objects, frozen with them).
 """
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import signal
@@ -99,11 +111,22 @@ def run_command(command: str) -> Any:
     guard = SignalGuard(command)
     guard.install()
     try:
-        return importlib.import_module(COMMANDS[command]).main()
+        main = importlib.import_module(COMMANDS[command]).main
+        gc.freeze()  # the imported modules stay to the end: no collection walks them again (module doc)
+        try:
+            return main()
+        finally:
+            settle_heap()
     except KeyboardInterrupt as exc:  # the guard's, or Python's own for a third Ctrl-C in a run
         guard.fired = True  # from here on, a signal exits at once
         say(interrupted_line(command, exc.signal_name if isinstance(exc, StartupSignal) else "SIGINT"))
         return exit_codes.INTERRUPTED
+
+
+def settle_heap() -> None:
+    """The command is done: finalize what is unreachable now, freeze the rest (module doc)."""
+    gc.collect()
+    gc.freeze()
 
 
 def collect() -> Any:

@@ -10,17 +10,19 @@ server's live rollouts and their limit, ``live/limit`` (the limit moves with the
 The rates are ``RunStats.rates()``, the definition the final summary uses (engine/stats.py), so
 the last progress line and the summary print the same rollouts/s and tokens/s; the bar hides
 tqdm's own rate (a smoothed count of finished jobs, failures included, from when the bar appeared).
+tqdm is imported when the first bar is drawn: lines mode and ``progress=off`` never need it.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Any
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any
 
 from gym_rollouts.engine.stats import RunStats
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 # tqdm's default right part without its rate (``{rate_fmt}``): the postfix carries ours
@@ -77,6 +79,14 @@ def line(stats: RunStats) -> str:
     return f"[collect] {done} rollouts{pct}, " + ", ".join(f"{k} {v}" for k, v in fields(stats).items())
 
 
+def new_bar(stats: RunStats) -> tqdm:
+    from tqdm import tqdm  # here, not at import: only the bar mode uses it
+
+    return tqdm(total=stats.total, initial=stats.prior_done + stats.prior_failed, unit="rollout",
+                dynamic_ncols=True, file=sys.stderr, smoothing=0.1,
+                bar_format=BAR_FORMAT if stats.total else BAR_FORMAT_NO_TOTAL)
+
+
 class Progress:
     def __init__(self, mode: str = "auto", *, line_every_s: float = 10.0) -> None:
         if mode == "auto":
@@ -96,9 +106,7 @@ class Progress:
         self._last = stats
         if self.mode == "bar":
             if self._bar is None:
-                self._bar = tqdm(total=stats.total, initial=stats.prior_done + stats.prior_failed, unit="rollout",
-                                 dynamic_ncols=True, file=sys.stderr, smoothing=0.1,
-                                 bar_format=BAR_FORMAT if stats.total else BAR_FORMAT_NO_TOTAL)
+                self._bar = new_bar(stats)
             self._bar.n = stats.finished
             postfix = fields(stats)
             if len(stats.servers) > 1 or any(admitted(s) for s in stats.servers):
