@@ -70,6 +70,7 @@ class VLLMPolicy:
         self.usage_filled_from_ids = 0  # replies without usage, counted from their token ids
         self.usage_unknown_calls = 0  # replies without usage and without ids to count
         self._warned_no_usage: set[str] = set()
+        self.read_generation = functools.partial(read_generation, cfg=cfg)  # the send= hooks' reader
 
     def session(self, group: str | None = None) -> "PolicySession":
         """A new rollout's model side; ``group`` (its task) lets the router keep a group on one server."""
@@ -126,9 +127,8 @@ class PolicySession:
             if clamped is not None and clamped != wanted:
                 body["max_tokens"] = clamped
                 p.clamped_calls += 1
-        read = functools.partial(read_generation, cfg=cfg)
         try:
-            server, reply = await p.dispatcher.post(path, body, self.key, send=self._sender(body, read),
+            server, reply = await p.dispatcher.post(path, body, self.key, send=self._sender(body, p.read_generation),
                                                     group=self.group)
         except ServerStatusError as err:
             if is_context_length_error(err.status, err.server_message):

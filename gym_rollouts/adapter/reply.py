@@ -188,7 +188,7 @@ def text_to_items(content: str, split_off: str | None, tool_calls: list[Any], cf
         output.append(reasoning_item(blocks, truncated=truncated))
     if text or not tool_calls:
         output.append(message_item(text, truncated=truncated))
-    output.extend(function_call_item(call, i) for i, call in enumerate(tool_calls))
+    output += [function_call_item(call, i) for i, call in enumerate(tool_calls)]
     return output
 
 
