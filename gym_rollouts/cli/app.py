@@ -27,6 +27,7 @@ import os
 import sys
 from typing import Any, Callable
 
+from gym_rollouts.cli.entry import signals_held, signals_released
 from gym_rollouts.cli.run_dir import check_output_dir
 from gym_rollouts.config.compose import conf_dir, merge_config_paths, to_plain
 from gym_rollouts.config.notices import Notices, unseen
@@ -195,7 +196,8 @@ def hydra_app(task: Task, *, config_name: str = "collect", extra_overrides: tupl
         try:
             raw = composed(cfg, notices)
             _print_notes(notices, printed)
-            codes.append(task(raw, HydraConfig.get()))
+            with signals_released():  # held while Hydra composed (cli/entry.py)
+                codes.append(task(raw, HydraConfig.get()))
         except (ConfigError, InputError) as exc:
             _print_notes(notices, printed)
             print(f"error: {error_text(exc)}", file=sys.stderr)
@@ -205,7 +207,8 @@ def hydra_app(task: Task, *, config_name: str = "collect", extra_overrides: tupl
     streams = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = MaskingStream(sys.stdout), MaskingStream(sys.stderr)
     try:
-        exit_quietly_on_broken_pipe(_main)  # a closed stdout: exit 141, no traceback
+        with signals_held():  # a Ctrl-C mid-compose is raised once Hydra is done (cli/entry.py)
+            exit_quietly_on_broken_pipe(_main)  # a closed stdout: exit 141, no traceback
     except SystemExit:
         sys.stdout, sys.stderr = streams
         raise  # any other exception keeps the masking streams: the interpreter prints its traceback

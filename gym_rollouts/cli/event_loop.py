@@ -15,6 +15,7 @@ loop runs it.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Any, Callable, Coroutine, Mapping, TypeVar
 
 from gym_rollouts.errors import ConfigError
@@ -49,8 +50,10 @@ def run(coro: Coroutine[Any, Any, T], environ: Mapping[str, str]) -> T:
     """``asyncio.run(coro)`` on the loop ``environ`` chooses (see module doc)."""
     try:
         _, factory = loop_factory(choice_from(environ))
-    except ConfigError:
-        coro.close()  # never awaited: no "coroutine was never awaited" warning
-        raise
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(coro)
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(coro)
+    finally:
+        # never started (a bad loop choice, or a signal landing before the loop ran it): closed
+        # here, so no "coroutine was never awaited" warning follows the one interrupted line
+        if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+            coro.close()

@@ -99,6 +99,9 @@ class SweepSummary(Callback):
         self._stamp_before: int | None = None  # per job process: the metrics file's mtime at job start
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from gym_rollouts.cli.entry import release_signals
+
+        release_signals()  # Hydra has composed: a Ctrl-C now stops the launcher at once (cli/entry.py)
         sweep_dir = Path(str(config.hydra.sweep.dir))
         if sweep_dir.is_dir():  # a re-used sweep dir: forget the records of an earlier sweep
             for stale in sweep_dir.rglob(JOB_RECORD):

@@ -43,6 +43,7 @@ def command(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Callable[[], 
         return "fake"
 
     yield install
+    entry._active_guard = None
     gc.unfreeze()  # leave the test process's collector as it was
     for sig, handler in signals.items():
         entry.signal.signal(sig, handler)
@@ -96,3 +97,77 @@ def test_an_object_alive_at_the_end_is_not_finalized_early(command) -> None:
     assert entry.run_command(command(main)) == 0
     assert Cycle.finalized == []  # still referenced: frozen, not collected
     assert kept[0].name == "alive"
+
+
+def test_the_young_generation_threshold_is_raised_while_a_command_runs_and_put_back(command) -> None:
+    seen = {}
+
+    def main() -> int:
+        seen["threshold"] = gc.get_threshold()
+        return 0
+
+    before = gc.get_threshold()
+    assert entry.run_command(command(main)) == 0
+    assert seen["threshold"] == (entry.YOUNG_GC_THRESHOLD, *before[1:]) != before
+    assert gc.get_threshold() == before
+
+
+def test_a_startup_signal_wrapped_by_python_is_still_the_one_interrupted_line(command, capsys) -> None:
+    # a signal landing in a class body's __set_name__ comes out as a RuntimeError caused by it
+    def main() -> int:
+        try:
+            raise entry.StartupSignal("SIGTERM")
+        except entry.StartupSignal as exc:
+            raise RuntimeError("Error calling __set_name__ on 'Field' instance 'used'") from exc
+
+    assert entry.run_command(command(main)) == exit_codes.INTERRUPTED
+    err = capsys.readouterr().err
+    assert err.startswith("fake: interrupted by SIGTERM") and err.count("\n") == 1
+
+
+def test_an_ordinary_error_is_not_taken_for_a_signal(command) -> None:
+    def main() -> int:
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        entry.run_command(command(main))
+
+
+def test_a_signal_while_held_is_raised_when_the_block_ends(command, capsys) -> None:
+    import os
+    import signal
+
+    reached = []
+
+    def main() -> int:
+        with entry.signals_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler has run by now: it kept the signal
+                pass
+            reached.append("end of block")
+        reached.append("after the block")  # never: the kept signal is raised at the block's end
+        return 0
+
+    assert entry.run_command(command(main)) == exit_codes.INTERRUPTED
+    assert reached == ["end of block"]
+    err = capsys.readouterr().err
+    assert err.startswith("fake: interrupted by SIGTERM") and err.count("\n") == 1
+
+
+def test_signals_released_inside_a_held_block_raise_at_once(command) -> None:
+    import os
+    import signal
+
+    reached = []
+
+    def main() -> int:
+        with entry.signals_held():
+            with entry.signals_released():
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(1000):
+                    pass
+                reached.append("not reached")
+        return 0
+
+    assert entry.run_command(command(main)) == exit_codes.INTERRUPTED
+    assert reached == []

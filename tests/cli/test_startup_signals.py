@@ -79,7 +79,7 @@ def slow_server() -> Iterator[EmbeddedProcess]:
 def test_a_signal_at_any_moment_of_start_up_is_exit_130_and_one_line(tmp_path: Path, slow_server: EmbeddedProcess,
                                                                      sig: signal.Signals, delay: float) -> None:
     with (tmp_path / "in.jsonl").open("wb") as fh:
-        for i in range(40):
+        for i in range(80):  # 1.6 s of calls at 40 ms, 2 at a time: still running at the latest signal
             fh.write(orjson.dumps({"responses_create_params": {"input": f"What is {i} + 1?"},
                                    "expected_answer": str(i + 1)}) + b"\n")
     argv = [*_script("collect"), f"policy_base_url={slow_server.base_url}", f"input_jsonl_fpath={tmp_path / 'in.jsonl'}",
