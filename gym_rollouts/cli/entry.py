@@ -72,15 +72,14 @@ class SignalGuard:
     def __init__(self, command: str) -> None:
         self.command = command
         self.fired = False
+        self.held = False  # a signal now is kept for later (``signals_held``)
+        self.pending: str | None = None
         self._unraisable = sys.unraisablehook
 
     def install(self) -> None:
         for sig in SIGNALS:
             signal.signal(sig, self.handle)
         sys.unraisablehook = self.unraisable
-
-    held = False  # a signal now is kept for later (``signals_held``)
-    pending: str | None = None
 
     def handle(self, signum: int, frame: Any) -> None:
         if self.fired:  # the first one is still unwinding (or held): do not wait for it

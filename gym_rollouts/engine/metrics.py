@@ -154,7 +154,7 @@ class AgentAggregate:
         self.groups = GroupLevel(self.spool_dir)
 
     def add(self, row: Mapping[str, Any], task_size: int, live: bool) -> None:
-        """One finished row (the hot path: plain loops; the one call per field is ``FieldStats.add``)."""
+        """One finished row (the hot path: plain loops, no per-field method calls but the fold)."""
         self.count += 1
         fields = self.fields
         numeric: dict[str, Any] = {}  # finite numeric top-level fields, booleans as 0/1
@@ -181,10 +181,7 @@ class AgentAggregate:
                 value = usage.get(name)
                 if value.__class__ is int:
                     tokens[name] += value
-                    acc = fields.get(name)
-                    if acc is None:
-                        acc = fields[name] = FieldStats()
-                    acc.add(value)
+                    self._fold(name, value)
             if live:
                 self.live_output_tokens += usage.get("output_tokens") or 0
         extras = row.get(EXTRAS)
@@ -192,10 +189,7 @@ class AgentAggregate:
             for name in _EXTRA_FIELDS:
                 value = extras.get(name)
                 if value.__class__ is int:
-                    acc = fields.get(name)
-                    if acc is None:
-                        acc = fields[name] = FieldStats()
-                    acc.add(value)
+                    self._fold(name, value)
             stop = extras.get("stop_reason")
             if stop:
                 self.stops[stop] = self.stops.get(stop, 0) + 1
@@ -233,6 +227,12 @@ class AgentAggregate:
         pending = self.open_tasks.pop(task, None)
         if pending:
             self._close_task(pending)
+
+    def _fold(self, name: str, x: float) -> None:
+        acc = self.fields.get(name)
+        if acc is None:
+            acc = self.fields[name] = FieldStats()
+        acc.add(x)
 
     def _close_task(self, pending: list[tuple[int, float]]) -> None:
         rewards = [r for _, r in sorted(pending)]

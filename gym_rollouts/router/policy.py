@@ -145,12 +145,9 @@ class RoutingPolicy:
             if not self._overloaded(sticky, self._least_loaded(candidates)):
                 return sticky
         servers = self.servers
-        if len(candidates) > 1:  # (one candidate is the choice whatever the filters say)
-            if sticky is None:  # a new rollout: servers with admission room first
-                candidates = [i for i in candidates if servers[i].rollouts < servers[i].admit_limit] or candidates
-            fresh = [i for i in candidates if servers[i].kv_usage < self.kv_saturation] or candidates
-        else:
-            fresh = candidates
+        if sticky is None:  # a new rollout: servers with admission room first
+            candidates = [i for i in candidates if servers[i].rollouts < servers[i].admit_limit] or candidates
+        fresh = [i for i in candidates if servers[i].kv_usage < self.kv_saturation] or candidates
         best = self._least_loaded(fresh)
         if sticky is None and group is not None and self.group_affinity:
             best = self._with_group(key, group, best, fresh)

@@ -185,41 +185,34 @@ class HttpTransport:
         read_timeout = None if timeout_s else cfg.read_timeout_s
         for stale_left in range(self._limit, -1, -1):  # each stale socket leaves the pool as it fails
             progress = http1.Progress()
+            request = pool.request(method, url, data, headers=headers, read_timeout=read_timeout,
+                                   body_timeout=cfg.body_timeout_s, progress=progress)
             try:
                 if timeout_s:
                     async with asyncio.timeout(timeout_s):
-                        answer, _ = await pool.request(method, url, data, headers=headers, read_timeout=None,
-                                                       body_timeout=cfg.body_timeout_s, progress=progress)
+                        answer = await request
                 else:
-                    answer, _ = await pool.request(method, url, data, headers=headers, read_timeout=read_timeout,
-                                                   body_timeout=cfg.body_timeout_s, progress=progress)
+                    answer = await request
             except http1.StaleConnection as exc:
                 if stale_left:
                     self.stale_socket_retries += 1
                     log.debug("%s %s: pooled socket closed by the server (%s); retrying", method, url, exc)
                     continue
-                raise TransportError(f"connection to {server} lost: {exc}", server=server, kind="disconnected") from None
+                raise _lost(server, str(exc)) from None
             except http1.AnswerTimeout as exc:
-                if exc.which == "body":
-                    raise _body_timeout(server, cfg.body_timeout_s) from None
-                raise TransportError(f"no answer from {server} within {answer_s:g}s", server=server,
-                                     kind="timeout") from None
+                raise (_body_timeout(server, cfg.body_timeout_s) if exc.which == "body"
+                       else _no_answer(server, answer_s)) from None
             except TimeoutError:  # the per-call total bound
-                if progress.headers_in:
-                    raise _body_timeout(server, cfg.body_timeout_s) from None
-                raise TransportError(f"no answer from {server} within {answer_s:g}s", server=server,
-                                     kind="timeout") from None
+                raise (_body_timeout(server, cfg.body_timeout_s) if progress.headers_in
+                       else _no_answer(server, answer_s)) from None
             except http1.ConnectFailed as exc:
                 if exc.timed_out:
-                    raise TransportError(f"connecting to {server} timed out ({cfg.connect_timeout_s:g}s)",
-                                         server=server, kind="connect") from None
-                raise TransportError(f"cannot connect to {server}: {exc}", server=server, kind="connect",
-                                     reason=_os_reason(exc.os_error, dns=exc.dns)) from None
+                    raise _connect_timed_out(server, cfg.connect_timeout_s) from None
+                raise _cannot_connect(server, str(exc), _os_reason(exc.os_error, dns=exc.dns)) from None
             except http1.ConnectionLost as exc:
-                raise TransportError(f"connection to {server} lost: {exc}", server=server, kind="disconnected") from None
+                raise _lost(server, str(exc)) from None
             except OSError as exc:  # a write or TLS failure surfacing from the socket itself
-                raise TransportError(f"connection to {server} lost: {type(exc).__name__}: {exc}", server=server,
-                                     kind="disconnected") from None
+                raise _lost(server, f"{type(exc).__name__}: {exc}") from None
             status = answer.status
             cookies = _cookies(answer.set_cookies) if answer.set_cookies else {}
             return status, answer.body, cookies, answer.headers.get("retry-after") if status >= 300 else None
@@ -307,14 +300,29 @@ def _map_error(exc: BaseException, server: str, connect_s: float, answer_s: floa
     import aiohttp
 
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return TransportError(f"connecting to {server} timed out ({connect_s:g}s)", server=server, kind="connect")
+        return _connect_timed_out(server, connect_s)
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return TransportError(f"cannot connect to {server}: {exc.os_error or exc}", server=server, kind="connect",
-                              reason=_connect_reason(exc))
+        return _cannot_connect(server, str(exc.os_error or exc), _connect_reason(exc))
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-        return TransportError(f"no answer from {server} within {answer_s:g}s", server=server, kind="timeout")
-    return TransportError(f"connection to {server} lost: {type(exc).__name__}: {exc}", server=server,
-                          kind="disconnected")
+        return _no_answer(server, answer_s)
+    return _lost(server, f"{type(exc).__name__}: {exc}")
+
+
+# The errors both clients raise (same texts whichever client sent the call)
+def _connect_timed_out(server: str, connect_s: float) -> TransportError:
+    return TransportError(f"connecting to {server} timed out ({connect_s:g}s)", server=server, kind="connect")
+
+
+def _cannot_connect(server: str, detail: str, reason: str | None) -> TransportError:
+    return TransportError(f"cannot connect to {server}: {detail}", server=server, kind="connect", reason=reason)
+
+
+def _no_answer(server: str, answer_s: float) -> TransportError:
+    return TransportError(f"no answer from {server} within {answer_s:g}s", server=server, kind="timeout")
+
+
+def _lost(server: str, detail: str) -> TransportError:
+    return TransportError(f"connection to {server} lost: {detail}", server=server, kind="disconnected")
 
 
 def _connect_reason(exc: "aiohttp.ClientConnectorError") -> str | None:

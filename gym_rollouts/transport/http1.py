@@ -377,13 +377,12 @@ class Http1Pool:
 
     async def request(self, method: str, url: str, body: bytes | None, *, headers: Mapping[str, str] | None = None,
                       read_timeout: float | None, body_timeout: float, progress: Progress | None = None
-                      ) -> tuple[RawAnswer, bool]:
-        """One call on one connection: (answer, whether that connection was a reused one).
-        A ``StaleConnection`` may be retried by the caller: the failed socket has left the pool."""
+                      ) -> RawAnswer:
+        """One call on one connection. A ``StaleConnection`` may be retried by the caller: the
+        failed socket has left the pool."""
         target = self._target(url)
         data = self._request_bytes(method, target, body, headers)
         conn = await self._acquire(target.key)
-        reused = conn.answers > 0
         done = False
         try:
             answer = await conn.send(data, read_timeout, body_timeout, progress)
@@ -393,7 +392,7 @@ class Http1Pool:
                 self._release(conn)
             else:
                 conn.close()
-        return _decoded(answer), reused
+        return _decoded(answer)
 
     async def close(self) -> None:
         self._closing = True
