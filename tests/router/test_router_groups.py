@@ -176,3 +176,35 @@ def test_finished_groups_are_bounded(monkeypatch) -> None:
         policy.choose(f"r{g}", group=f"g{g}")
         policy.forget(f"r{g}")
     assert len(policy._recent) == 3 and list(policy._recent) == ["g7", "g8", "g9"]
+
+
+@pytest.mark.parametrize("group_size", [8, 16])
+def test_by_default_a_burst_of_repeats_stays_on_one_server(group_size) -> None:
+    """A GRPO group arriving at once (the engine expands repeats consecutively) is not split by the
+    default bound (16) while the fleet is otherwise balanced; its second turns stay sticky (default
+    overload gap 16). With the earlier defaults (4, 8) every group of 8 split after its 5th rollout."""
+    servers = fleet(4)
+    for s in servers:
+        s.in_flight = 10  # a busy, balanced fleet
+    policy = RoutingPolicy(servers)
+    keys = [f"r{k}" for k in range(group_size)]
+    homes = set()
+    for key in keys:
+        index = policy.choose(key, group="task0")
+        servers[index].in_flight += 1
+        homes.add(index)
+    assert len(homes) == 1 and policy.group_breaks == 0
+    (home,) = homes
+    for key in keys:  # each rollout's second turn, sent when its first is answered
+        servers[home].in_flight -= 1
+        assert policy.choose(key) == home
+        servers[home].in_flight += 1
+    assert policy.affinity_breaks == 0
+
+
+def test_by_default_a_group_still_splits_beyond_sixteen() -> None:
+    servers = fleet(2)
+    policy = RoutingPolicy(servers)
+    assert policy.choose("a", group="g") == 0
+    servers[0].in_flight = 17
+    assert policy.choose("b", group="g") == 1 and policy.group_breaks == 1
