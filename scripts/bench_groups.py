@@ -6,7 +6,7 @@ a full KV cache preempts), one of them ``--slow-factor`` times slower in both. A
 ``--tasks`` tasks x ``--group`` rollouts (repeats consecutive, as the engine expands them; the repeats
 share a task prompt of ``--prompt-chars`` characters, ~1 token each), ``--turns`` calls per rollout
 (the conversation grows), ``--workers`` concurrent rollouts, each call ``--max-tokens`` tokens.
-Per policy, two ratios measured in the same run:
+Per policy, ratios measured in the same run:
 
 - hit rate / ideal hit rate: prefix-cache hits / queries (tokens, ``/metrics`` deltas over the
   fleet), the ideal being the same workload's on one server with an unlimited cache (each shared
