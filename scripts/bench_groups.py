@@ -19,7 +19,11 @@ and its balance both show in that one ratio. ``makespan_over_work_done`` separat
 by the same ideal computed with the prefill the run really did (its own prefix-cache misses), so it
 measures how well the work was spread and the batches kept full, whatever the cache did.
 
-    .venv/bin/python scripts/bench_groups.py                  # groups of 8 and 16, ~3 minutes on 2 cores
+The workers tell the router how many rollouts are not started yet (``Dispatcher.count_unstarted``,
+as the engine does), which its tail rules read; the ``ours_no_tail`` and ``ours_previous`` rows
+run without that count.
+
+    .venv/bin/python scripts/bench_groups.py                  # groups of 8 and 16, ~4 minutes on 2 cores
     .venv/bin/python scripts/bench_groups.py --groups 8 --policies ours,today
 """
 
@@ -46,9 +50,14 @@ from gym_rollouts.transport.client import HttpTransport  # noqa: E402
 POLICIES: dict[str, dict[str, Any]] = {
     "ours": {},  # group affinity + learned capacity (the defaults)
     "ours+hand_weights": {"weights": "hand"},
+    "ours+hand_weights_no_tail": {"weights": "hand", "tail": False},
     "ours_bounds_4_8": {"group_max_imbalance": 4.0, "overload_min_gap": 8},  # the defaults before 16 / 16
+    "ours_no_tail": {"tail": False},  # the router not told the run's unstarted count (its tail rules off)
+    "ours_power_2": {"power": 2.0},  # learned weights with the estimator's power 2 (the default before 1)
+    "ours_previous": {"power": 2.0, "tail": False},  # the defaults before the tail rules (power 2, no count)
+    "ours_equal_weights": {"learn_capacity": False},  # group affinity and the tail rules, weights all 1
     "ours_no_group": {"group_affinity": False},  # learned capacity alone
-    "today": {"group_affinity": False, "learn_capacity": False},  # before issue 14
+    "today": {"group_affinity": False, "learn_capacity": False, "tail": False},  # before issue 14
     "hash": {"policy": "hash", "group_affinity": False, "learn_capacity": False},
     "round_robin": {"policy": "round_robin", "group_affinity": False, "learn_capacity": False},
 }
@@ -94,11 +103,13 @@ async def counters(http: HttpTransport, urls: list[str]) -> dict[str, float]:
     return total
 
 
-async def workload(d: Dispatcher, run: str, group: int, args: argparse.Namespace) -> float:
+async def workload(d: Dispatcher, run: str, group: int, args: argparse.Namespace, tail: bool = True) -> float:
     jobs: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
     for t in range(args.rollouts // group):
         for r in range(group):
             jobs.put_nowait((t, r))
+    if tail:  # as the engine does: the count of rollouts not started yet
+        d.count_unstarted(jobs.qsize)
 
     async def worker() -> None:
         while not jobs.empty():
@@ -124,6 +135,7 @@ async def workload(d: Dispatcher, run: str, group: int, args: argparse.Namespace
 async def one(urls: list[str], run: str, group: int, overrides: dict[str, Any], hand: tuple[float, ...],
               args: argparse.Namespace) -> dict[str, Any]:
     kw = dict(overrides)
+    tail, power = kw.pop("tail", True), kw.pop("power", None)
     if kw.get("weights") == "hand":
         kw["weights"] = hand
     if args.group_max_imbalance is not None:
@@ -132,15 +144,17 @@ async def one(urls: list[str], run: str, group: int, overrides: dict[str, Any], 
         kw["overload_min_gap"] = args.overload_min_gap
     rcfg, tcfg = RouterConfig(health_interval_s=0, **kw), TransportConfig(read_timeout_s=300.0, call_timeout_s=600.0)
     async with HttpTransport(tcfg, concurrency=args.workers) as http, Dispatcher(tuple(urls), http, rcfg, tcfg) as d:
+        if power is not None and d.capacity is not None:
+            d.capacity.power = power
         before = await counters(http, urls)
-        seconds = await workload(d, run, group, args)
+        seconds = await workload(d, run, group, args, tail)
         after = await counters(http, urls)
         stats, summary = d.stats(), d.summary()
     delta = {k: after[k] - before[k] for k in after}
     return {"seconds": seconds, **delta, "calls_per_server": [row["completed"] for row in stats],
             "final_weights": [round(row["weight"], 3) for row in stats],
             "group_hits": summary["group_hits"], "group_breaks": summary["group_breaks"],
-            "affinity_breaks": summary["affinity_breaks"]}
+            "affinity_breaks": summary["affinity_breaks"], "tail_skips": summary["tail_skips"]}
 
 
 def sim(args: argparse.Namespace, factor: float, slots: int, kv: int) -> EmbeddedConfig:
@@ -170,7 +184,7 @@ async def bench(args: argparse.Namespace, urls: list[str], ideal_url: str) -> di
                           "hit_rate": round(hit, 4), "makespan_s": round(r["seconds"], 3),
                           "preemptions": r["preemptions"], "calls_per_server": r["calls_per_server"],
                           "final_weights": r["final_weights"], "group_hits": r["group_hits"],
-                          "group_breaks": r["group_breaks"], "affinity_breaks": r["affinity_breaks"]}
+                          "group_breaks": r["group_breaks"], "affinity_breaks": r["affinity_breaks"], "tail_skips": r["tail_skips"]}
         out[f"group_{group}"] = {"ideal_hit_rate": round(ideal_hit, 4), "ideal_makespan_s": round(ideal_s, 3),
                                  "policies": rows}
     return out

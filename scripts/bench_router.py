@@ -38,8 +38,9 @@ from gym_rollouts.router.policy import RoutingPolicy, ServerState  # noqa: E402
 from gym_rollouts.router.vllm_metrics import parse_metrics  # noqa: E402
 from gym_rollouts.transport.client import HttpTransport  # noqa: E402
 
-DEFAULT_POLICIES = ("sticky_least_loaded", "sticky_least_loaded+equal", "sticky_least_loaded+weights",
-                    "sticky_least_loaded+metrics", "hash", "round_robin")
+DEFAULT_POLICIES = ("sticky_least_loaded", "sticky_least_loaded+no_tail", "sticky_least_loaded+power_2",
+                    "sticky_least_loaded+power_2+no_tail", "sticky_least_loaded+equal", "sticky_least_loaded+weights", "sticky_least_loaded+metrics", "hash",
+                    "round_robin")
 FILLER = ("Solve the task step by step, use the calculator tool when arithmetic is needed and give "
           "the final answer on the last line. ") * 4
 
@@ -55,7 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=32, help="concurrent rollouts")
     p.add_argument("--policies", default=",".join(DEFAULT_POLICIES),
                    help="comma-separated; +weights: hand capacity weights, +equal: equal weights (learned "
-                        "capacity off), +metrics: use_metrics; plain: weights learned (router/capacity.py)")
+                        "capacity off), +metrics: use_metrics, +no_tail: the router not told the unstarted count "
+                        "(its tail rules off), +power_2: the estimator's power 2 (the default before 1); "
+                        "plain: weights learned (router/capacity.py); extras combine: a+no_tail+weights")
     p.add_argument("--repeats", type=int, default=1, help="runs per policy (the median makespan is reported)")
     p.add_argument("--decisions", type=int, default=200_000, help="per decision-time measurement")
     p.add_argument("--decisions-only", action="store_true", help="only (c): no servers, no workload")
@@ -69,11 +72,14 @@ def conversation(run: str, rollout: int, replies: list[str]) -> list[dict[str, s
     return messages
 
 
-async def run_workload(dispatcher: Dispatcher, run: str, args: argparse.Namespace) -> tuple[float, list[list[str]]]:
+async def run_workload(dispatcher: Dispatcher, run: str, args: argparse.Namespace,
+                       tail: bool = True) -> tuple[float, list[list[str]]]:
     """Makespan (s) and, per rollout, the server of each turn."""
     queue: asyncio.Queue[int] = asyncio.Queue()
     for r in range(args.rollouts):
         queue.put_nowait(r)
+    if tail:  # as the engine does: the count of rollouts not started yet
+        dispatcher.count_unstarted(queue.qsize)
     servers: list[list[str]] = [[] for _ in range(args.rollouts)]
 
     async def worker() -> None:
@@ -107,13 +113,15 @@ async def prefix_counters(http: HttpTransport, urls: list[str]) -> tuple[float, 
 
 async def bench_policy(name: str, urls: list[str], weights: tuple[float, ...], args: argparse.Namespace,
                        ideal_s: float) -> dict[str, Any]:
-    kind, _, extra = name.split("#")[0].partition("+")
-    rcfg = RouterConfig(policy=kind, weights=weights if extra == "weights" else (),
-                        use_metrics=extra == "metrics", metrics_interval_s=0.2, learn_capacity=extra != "equal")
+    kind, *extras = name.split("#")[0].split("+")
+    rcfg = RouterConfig(policy=kind, weights=weights if "weights" in extras else (),
+                        use_metrics="metrics" in extras, metrics_interval_s=0.2, learn_capacity="equal" not in extras)
     tcfg = TransportConfig(read_timeout_s=120.0)
     async with HttpTransport(tcfg, concurrency=args.workers) as http, Dispatcher(tuple(urls), http, rcfg, tcfg) as d:
         hits0, queries0 = await prefix_counters(http, urls)
-        makespan, per_rollout = await run_workload(d, name, args)
+        if "power_2" in extras and d.capacity is not None:
+            d.capacity.power = 2.0
+        makespan, per_rollout = await run_workload(d, name, args, tail="no_tail" not in extras)
         hits1, queries1 = await prefix_counters(http, urls)
         stats = d.stats()
     follow_ups = sum(len(s) - 1 for s in per_rollout)
@@ -153,13 +161,21 @@ def decision_time(n_servers: int, kind: str, decisions: int) -> dict[str, float]
         policy.choose(key, group=f"g{i >> 3}")
         policy.forget(key)
     grouped = (time.perf_counter_ns() - t0) / decisions / 1000
+    # the tail rules on (an unstarted count, latency estimates with one server 4x slower)
+    policy.latency, policy.unstarted = [0.05] * (n_servers - 1) + [0.2], lambda: 100
+    t0 = time.perf_counter_ns()
+    for i, key in enumerate(fresh):
+        policy.choose(key, group=f"g{i >> 3}")
+        policy.forget(key)
+    tail = (time.perf_counter_ns() - t0) / decisions / 1000
     estimator = CapacityEstimator(servers)
     t0 = time.perf_counter_ns()
     for i in range(decisions):
         estimator.observe(i % n_servers, 0.05 + (i & 7) * 0.001)
     observe = (time.perf_counter_ns() - t0) / decisions / 1000
     return {"follow_up_us": round(follow, 3), "new_rollout_us": round(new, 3),
-            "new_grouped_rollout_us": round(grouped, 3), "capacity_observe_us": round(observe, 3)}
+            "new_grouped_rollout_us": round(grouped, 3), "new_rollout_tail_rules_us": round(tail, 3),
+            "capacity_observe_us": round(observe, 3)}
 
 
 async def fleet_benchmark(args: argparse.Namespace) -> dict[str, Any]:

@@ -286,9 +286,11 @@ class CollectionSession:
         assert dispatcher is not None
         ticker = asyncio.create_task(_tick(stats, dispatcher, on_tick, tick_s)) if on_tick else None
         stats.start_clock()
+        dispatcher.count_unstarted(lambda: stats.unstarted)  # the router's rules for the run's tail
         try:
             completed = await run_pool(parts, jobs)
         finally:
+            dispatcher.count_unstarted(None)
             stats.stop_clock()  # the final tick and the summary read the same rates (engine/stats.py)
             parts.sink.flush()
             if ticker:

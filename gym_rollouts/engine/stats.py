@@ -81,6 +81,13 @@ class RunStats:
         return self.prior_done + self.done + self.prior_failed + self.failed
 
     @property
+    def unstarted(self) -> int | None:
+        """Jobs not started yet (None: the total is unknown); the router's tail rules read it."""
+        if self.total is None:
+            return None
+        return max(0, self.total - self.finished - self.dropped_straddled - self.in_flight)
+
+    @property
     def failures(self) -> int:
         return self.prior_failed + self.failed
 

@@ -1,6 +1,8 @@
 """Learned server capacity (pure, no I/O): routing weights from observed call latencies.
 
-Used when ``router.weights`` is empty and ``router.learn_capacity`` is on (hand weights override).
+Sets the weights when ``router.weights`` is empty and ``router.learn_capacity`` is on (hand weights
+override); otherwise (``set_weights=False``) it only keeps the latency estimates, which the policy's
+tail guard reads (router/policy.py).
 The dispatcher feeds one ``observe(index, latency_s)`` per answered generation call; the estimator
 keeps an EWMA of each server's latency and sets each ``ServerState.weight`` to
 ``(fastest EWMA latency / this server's EWMA latency) ** power`` (the fastest server weighs 1, so
@@ -9,14 +11,18 @@ loads stay in requests), floored at ``min_weight``.
 Why latency and not Little's-law throughput (concurrency / latency): a server that gets little
 traffic shows a low throughput, gets a lower weight, then even less traffic: that loop starves a
 slower server. Latency rises with the load a server is given (queueing), and a weight lowers that
-load, so ``weight = latency ** -power`` is a negative feedback loop: stable. The power corrects for
-queueing: on a saturated server latency grows with the requests it holds, so with power 1 the
-loop settles where each server holds requests in proportion to the square root of its capacity;
-with power p, to capacity ** (p / (1 + p)) (the default 2: 0.67). Measured on
-``scripts/bench_router.py`` (one server 4x slower, makespan / capacity-weighted ideal, 6 runs
-each, with the running-mean start below): power 1.5 1.15, power 2 1.09-1.10 (hand weights
-1.10-1.11 in the same runs), 2.5 as good but spreading identical servers' weights to 0.3-1
-(power 1.5 without the running-mean start: 1.11-1.19); docs/router.md has the figures.
+load, so ``weight = latency ** -power`` is a negative feedback loop: stable. The power sets where
+it settles: on a saturated server latency grows with the requests it holds, so with power 1 each
+server ends up holding requests in proportion to the square root of its capacity (power p:
+capacity ** (p / (1 + p))). The default is 1: a slower server keeps more rollouts than its
+capacity share, which fills its batches while the run is in full flow; what used to make that
+costly, its rollouts finishing last, is the policy's tail guard's job (router/policy.py: near the
+end it takes no new rollout). Measured with the tail rules (docs/router.md, one server 4x
+slower, makespan / capacity-weighted ideal): ``scripts/bench_router.py`` power 1 1.063-1.067,
+power 2 1.087 (hand weights 1.093-1.095); ``scripts/bench_groups.py`` groups of 16, power 1
+1.15-1.21, power 2 1.17-1.31. Without the tail rules power 2 was the better one (1.09-1.10 against
+1.15 for power 1.5, and 1.17-1.24 for 1 without them): the weight then also had to keep rollouts off
+the slow server at the end.
 ``waiting`` from ``/metrics`` (when polled) already counts as load in ``ServerState.load``.
 
 Cost: an observation updates one EWMA and one weight (O(1)); all weights are recomputed only when
@@ -46,7 +52,8 @@ class CapacityEstimator:
     """EWMA latency per server -> ``ServerState.weight`` (see the module doc)."""
 
     def __init__(self, servers: list[ServerState], *, alpha: float = 0.05, warmup: int = 4,
-                 min_weight: float = 0.05, clip: float = 2.0, power: float = 2.0) -> None:
+                 min_weight: float = 0.05, clip: float = 2.0, power: float = 1.0,
+                 set_weights: bool = True) -> None:
         if not 0.0 < alpha <= 1.0:
             raise ValueError("alpha must be in (0, 1]")
         self.servers = servers
@@ -55,6 +62,7 @@ class CapacityEstimator:
         self.min_weight = min_weight
         self.clip = clip
         self.power = power
+        self.set_weights = set_weights
         self.latency: list[float | None] = [None] * len(servers)  # EWMA seconds per server
         self.samples = [0] * len(servers)
         self.warm = False
@@ -78,6 +86,8 @@ class CapacityEstimator:
             alpha = max(self.alpha, 1.0 / (n - self.warmup + 1))
             lat = old + alpha * (obs - old)
         latency[index] = lat
+        if not self.set_weights:
+            return
         if not self.warm:
             if any(n < self.warmup for n, s in zip(self.samples, self.servers) if s.member):
                 return
@@ -113,6 +123,6 @@ class CapacityEstimator:
         self.updates += 1
 
     def stats(self) -> dict[str, object]:
-        return {"warm": self.warm, "updates": self.updates,
+        return {"learning": self.set_weights, "warm": self.warm, "updates": self.updates,
                 "latency_ms": [None if lat is None else round(lat * 1000.0, 3) for lat in self.latency],
                 "weights": [round(s.weight, 4) for s in self.servers]}

@@ -29,9 +29,11 @@ Every stall is bounded:
 
 Servers in ``absent`` (down at start-up) stay out until the prober's ``join_check`` lets them in.
 
-Without ``router.weights`` (and with ``router.learn_capacity``), each answered generation call's
-latency feeds a ``CapacityEstimator`` (router/capacity.py) that sets the servers' weights. A call's
-``group`` (its task) reaches the policy for group affinity.
+Under ``sticky_least_loaded`` each answered generation call's latency feeds a ``CapacityEstimator``
+(router/capacity.py): its latency estimates serve the policy's tail guard, and without
+``router.weights`` (and with ``router.learn_capacity``) it sets the servers' weights. A call's
+``group`` (its task) reaches the policy for group affinity; ``count_unstarted`` gives it the run's
+count of rollouts not started yet (the engine's), for its rules near the end of the run.
 
 With ``pause`` (a ``PauseControl``, router/pause.py) every attempt first passes its gate (one
 attribute check when open); time waiting there moves the call's deadlines on. ``pause("abort")``
@@ -129,9 +131,13 @@ class Dispatcher:
         self.policy = RoutingPolicy(self.servers, cfg.policy, overload_factor=cfg.overload_factor,
                                     overload_min_gap=cfg.overload_min_gap, kv_saturation=cfg.kv_cache_saturation,
                                     group_affinity=cfg.group_affinity, group_max_imbalance=cfg.group_max_imbalance)
-        # learned weights (router/capacity.py) unless hand-set: None when off
-        learn = cfg.learn_capacity and not cfg.weights and cfg.policy == "sticky_least_loaded"  # others ignore weights
-        self.capacity = CapacityEstimator(self.servers) if learn else None
+        # latency estimates (router/capacity.py), and the weights learned from them unless hand-set;
+        # None for the baselines (they ignore weights and the tail)
+        sticky = cfg.policy == "sticky_least_loaded"
+        learn = cfg.learn_capacity and not cfg.weights
+        self.capacity = CapacityEstimator(self.servers, set_weights=learn) if sticky else None
+        if self.capacity is not None:
+            self.policy.latency = self.capacity.latency
         self.health = HealthTracker(self.servers, cooldown_s=cfg.down_cooldown_s,
                                     cooldown_max_s=cfg.down_cooldown_max_s,
                                     probe_failures_to_down=cfg.probe_failures_to_down)
@@ -189,6 +195,11 @@ class Dispatcher:
     def forget(self, key: str) -> None:
         """The rollout ``key`` is over: drop its server affinity."""
         self.policy.forget(key)
+
+    def count_unstarted(self, source: Callable[[], int | None] | None) -> None:
+        """``source()``: the run's rollouts not started yet, read as each new rollout is placed (the
+        policy's tail rules, router/policy.py); None: unknown (the rules are off)."""
+        self.policy.unstarted = source
 
     @property
     def transport(self) -> HttpTransport:
@@ -391,7 +402,7 @@ class Dispatcher:
         return {"policy": self.policy.kind, "retries_by_kind": dict(self.retries_by_kind),
                 "affinity_breaks": self.policy.affinity_breaks, "live_rollouts": self.policy.live_rollouts,
                 "group_hits": self.policy.group_hits, "group_breaks": self.policy.group_breaks,
-                "live_groups": self.policy.live_groups,
+                "live_groups": self.policy.live_groups, "tail_skips": self.policy.tail_skips,
                 **({"capacity": self.capacity.stats()} if self.capacity is not None else {}),
                 "servers_up": sum(s.up for s in self.servers),
                 "metrics_polls_failed": self.prober.metrics_polls_failed,

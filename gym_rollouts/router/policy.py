@@ -31,6 +31,19 @@ while any of its rollouts is live, and afterwards among the ``RECENT_GROUPS`` mo
 finished ones (the server's prefix cache outlives the rollouts: with few workers a group's repeats
 run one after another); memory is O(live groups + RECENT_GROUPS).
 
+The run's tail (``unstarted``: a callable the engine sets for each run, ``collect`` and the Python
+API alike, giving the rollouts of the run not started yet; None, e.g. a ``Dispatcher`` used on its
+own: unknown, these rules are off). Near the end no later placement can even out an imbalance, so
+two rules apply to new rollouts:
+- the group bound shrinks to ``min(group_max_imbalance, unstarted / (candidates - 1))``: a group may
+  outgrow the least-loaded server only by what the rollouts still to come can fill up on the
+  others (with none left, every new rollout goes to the least-loaded server);
+- with ``latency`` (the per-call latency estimates, router/capacity.py), a server more than
+  ``TAIL_SLOWDOWN`` times slower than the fastest candidate takes no new rollout once its extra
+  latency exceeds the expected rest of the run, ``unstarted / sum(rollouts / latency)`` (the
+  fleet's rollout completion rate, up to calls per rollout, which cancels): a rollout started there
+  would end after the others (``tail_skips`` counts such placements).
+
 Admission (router/admission.py sets ``admit_limit``; the policy keeps ``rollouts``, the live
 rollouts whose affinity is the server): a new rollout prefers accepting servers with
 ``rollouts < admit_limit``; when none has room, the choice is made as if there were no limit.
@@ -43,10 +56,12 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 POLICIES = ("sticky_least_loaded", "hash", "round_robin")
 RECENT_GROUPS = 1024  # finished groups whose server is still remembered (oldest dropped first)
+TAIL_SLOWDOWN = 2.0  # the tail guard skips only servers this much slower than the fastest candidate
 
 
 @dataclass
@@ -98,6 +113,9 @@ class RoutingPolicy:
         self._groups: dict[str, list[int]] = {}  # live group -> [server index, live rollouts]
         self._recent: dict[str, int] = {}  # finished group -> its server, oldest first (RECENT_GROUPS)
         self._cursor = 0
+        self.unstarted: Callable[[], int | None] | None = None  # the engine's count (the run's tail)
+        self.latency: Sequence[float | None] | None = None  # per-server call latency estimates (s)
+        self.tail_skips = 0  # new rollouts kept off a slow server near the end of the run
 
     @property
     def live_rollouts(self) -> int:
@@ -148,9 +166,15 @@ class RoutingPolicy:
         if sticky is None:  # a new rollout: servers with admission room first
             candidates = [i for i in candidates if servers[i].rollouts < servers[i].admit_limit] or candidates
         fresh = [i for i in candidates if servers[i].kv_usage < self.kv_saturation] or candidates
+        left = self.unstarted() if sticky is None and self.unstarted is not None else None
+        if left is not None and self.latency is not None and len(fresh) > 1:
+            fresh = self._tail_guard(fresh, left, self.latency)
         best = self._least_loaded(fresh)
         if sticky is None and group is not None and self.group_affinity:
-            best = self._with_group(key, group, best, fresh)
+            bound = self.group_max_imbalance
+            if left is not None and len(fresh) > 1:
+                bound = min(bound, max(0, left) / (len(fresh) - 1))
+            best = self._with_group(key, group, best, fresh, bound)
         if sticky is not None and best != sticky:
             self.affinity_breaks += 1  # any move: down, probation, failed here, overloaded
             servers[sticky].rollouts -= 1
@@ -163,14 +187,14 @@ class RoutingPolicy:
             entry[0] = best  # the group follows its latest placement (a move included)
         return best
 
-    def _with_group(self, key: str, group: str, best: int, fresh: list[int]) -> int:
-        """The server for a new rollout of ``group``: its group's, within the imbalance bound."""
+    def _with_group(self, key: str, group: str, best: int, fresh: list[int], bound: float) -> int:
+        """The server for a new rollout of ``group``: its group's, within the imbalance ``bound``."""
         entry = self._groups.get(group)
         home = entry[0] if entry is not None else self._recent.pop(group, None)
         if home is not None:  # a known group (live, or finished recently)
             s = self.servers[home]
             if home == best or (home in fresh and s.rollouts < s.admit_limit
-                                and s.load() - self.servers[best].load() <= self.group_max_imbalance):
+                                and s.load() - self.servers[best].load() <= bound):
                 self.group_hits += 1
                 best = home
             else:
@@ -181,6 +205,24 @@ class RoutingPolicy:
             entry[1] += 1
         self._group_of[key] = group
         return best
+
+    def _tail_guard(self, fresh: list[int], left: int, latency: Sequence[float | None]) -> list[int]:
+        """``fresh`` without the servers a new rollout would finish last on (module doc: the tail)."""
+        known = [lat for i in fresh if (lat := latency[i])]
+        if len(known) < 2:
+            return fresh
+        fastest = min(known)
+        if max(known) <= TAIL_SLOWDOWN * fastest:
+            return fresh  # no server is much slower: the common case costs this much
+        rate = sum(s.rollouts / lat for s, lat in zip(self.servers, latency) if lat and s.rollouts > 0)
+        if rate <= 0:
+            return fresh
+        horizon = max(0, left) / rate  # the expected rest of the run, in calls' latencies
+        kept = [i for i in fresh if not (lat := latency[i]) or lat <= TAIL_SLOWDOWN * fastest
+                or lat - fastest <= horizon]
+        if len(kept) < len(fresh):
+            self.tail_skips += 1
+        return kept
 
     def _candidates(self, exclude: frozenset[int]) -> list[int]:
         servers = self.servers

@@ -146,3 +146,15 @@ def test_a_lasting_slowdown_is_followed_within_tens_of_calls() -> None:
         est.observe(1, 0.20)  # 4x slower from now on
         calls += 1
     assert calls < 50, calls
+
+
+def test_without_set_weights_it_estimates_latency_and_leaves_the_weights() -> None:
+    servers = fleet(2)
+    servers[1].weight = 0.5  # hand-set
+    est = CapacityEstimator(servers, warmup=1, set_weights=False)
+    for _ in range(5):
+        est.observe(0, 0.05)
+        est.observe(1, 0.20)
+    assert [s.weight for s in servers] == [1.0, 0.5]
+    assert est.latency == [pytest.approx(0.05), pytest.approx(0.20)]
+    assert est.stats()["learning"] is False and not est.warm and est.updates == 0

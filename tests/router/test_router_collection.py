@@ -51,3 +51,18 @@ async def test_collect_survives_a_server_killed_mid_run(start_fleet, tmp_path: P
     assert servers[victim.base_url]["downs"] >= 1 and not servers[victim.base_url]["up"]
     metrics = json.loads(result.paths.aggregate_metrics.read_text())
     assert victim.base_url in json.dumps(metrics)
+
+
+async def test_collect_tells_the_router_the_rollouts_still_to_start(start_fleet, tmp_path: Path) -> None:
+    """The engine's unstarted count reaches the router: near the end a much slower server takes no
+    new rollout (``tail_skips`` in the aggregate metrics' router summary)."""
+    fast, slow = start_fleet(EmbeddedConfig(latency_ms=5.0), EmbeddedConfig(latency_ms=60.0))
+    out = tmp_path / "rollouts.jsonl"
+    raw = compose_plain([f"policy_base_url=[{fast.base_url},{slow.base_url}]", f"output_jsonl_fpath={out}",
+                         "num_samples_in_parallel=4", "progress=off", "router.health_interval_s=0"])
+    result = await asyncio.wait_for(run_collection(build_collect_config(raw)), 120)
+    assert result.summary["rollouts"] == 64 and result.failures == 0
+    [entry] = json.loads(result.paths.aggregate_metrics.read_text())
+    router = entry["run"]["router"]
+    assert router["tail_skips"] >= 1, router
+    assert router["capacity"]["latency_ms"][1] > 2 * router["capacity"]["latency_ms"][0], router

@@ -109,7 +109,7 @@ class RefPolicy(RoutingPolicy):
         fresh = [i for i in candidates if servers[i].kv_usage < self.kv_saturation] or candidates
         best = self._least_loaded(fresh)
         if sticky is None and group is not None and self.group_affinity:
-            best = self._with_group(key, group, best, fresh)
+            best = self._with_group(key, group, best, fresh, self.group_max_imbalance)  # the tail rules off
         if sticky is not None and best != sticky:
             self.affinity_breaks += 1
             servers[sticky].rollouts -= 1

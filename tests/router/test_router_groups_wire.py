@@ -83,4 +83,37 @@ async def test_hand_weights_override_learning(start_fleet) -> None:
     async with open_dispatcher([fast.base_url, slow.base_url], weights=(1.0, 1.0)) as dispatcher:
         await grouped(dispatcher, groups=20, repeats=1, workers=4)
         assert [row["weight"] for row in dispatcher.stats()] == [1.0, 1.0]
-        assert "capacity" not in dispatcher.summary()
+        capacity = dispatcher.summary()["capacity"]
+    # the latencies are still estimated (the tail guard reads them), the weights left as set
+    assert capacity["learning"] is False and capacity["weights"] == [1.0, 1.0]
+    fast_ms, slow_ms = capacity["latency_ms"]
+    assert fast_ms is not None and slow_ms is not None and slow_ms > 2 * fast_ms, capacity
+
+
+async def test_the_last_rollouts_of_a_run_avoid_a_much_slower_server(start_fleet) -> None:
+    fast, slow = start_fleet(EmbeddedConfig(latency_ms=10.0), EmbeddedConfig(latency_ms=60.0))
+    placed: list[tuple[int, str]] = []  # (rollouts not started yet, server) per rollout, in start order
+    async with open_dispatcher([fast.base_url, slow.base_url], weights=(1.0, 1.0)) as dispatcher:
+        jobs: asyncio.Queue[int] = asyncio.Queue()
+        for r in range(40):
+            jobs.put_nowait(r)
+        dispatcher.count_unstarted(jobs.qsize)  # as the engine does
+
+        async def worker() -> None:
+            while not jobs.empty():
+                r = jobs.get_nowait()
+                left = jobs.qsize()
+                try:
+                    server, _ = await dispatcher.post("/chat/completions", body(r, 0), f"r{r}")
+                    placed.append((left, server))
+                finally:
+                    dispatcher.forget(f"r{r}")
+
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(4):
+                tg.create_task(worker())
+        summary = dispatcher.summary()
+    assert any(server == slow.base_url for _, server in placed)  # equal weights: it takes its share
+    last = [server for left, server in placed if left <= 1]
+    assert last and all(server == fast.base_url for server in last), placed
+    assert summary["tail_skips"] >= 2
