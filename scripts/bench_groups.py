@@ -54,7 +54,7 @@ POLICIES: dict[str, dict[str, Any]] = {
     "ours_bounds_4_8": {"group_max_imbalance": 4.0, "overload_min_gap": 8},  # the defaults before 16 / 16
     "ours_no_tail": {"tail": False},  # the router not told the run's unstarted count (its tail rules off)
     "ours_power_2": {"power": 2.0},  # learned weights with the estimator's power 2 (the default before 1)
-    "ours_previous": {"power": 2.0, "tail": False},  # the defaults before the tail rules (power 2, no count)
+    "ours_previous": {"power": 2.0, "tail": False},  # the defaults before the tail rules (power 2)
     "ours_equal_weights": {"learn_capacity": False},  # group affinity and the tail rules, weights all 1
     "ours_no_group": {"group_affinity": False},  # learned capacity alone
     "today": {"group_affinity": False, "learn_capacity": False, "tail": False},  # before issue 14
@@ -78,8 +78,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prompt-chars", type=int, default=1500)
     p.add_argument("--max-tokens", type=int, default=24)
     p.add_argument("--workers", type=int, default=48)
-    p.add_argument("--group-max-imbalance", type=float, default=None, help="override router.group_max_imbalance (every policy)")
-    p.add_argument("--overload-min-gap", type=int, default=None, help="override router.overload_min_gap (every policy)")
+    p.add_argument("--group-max-imbalance", type=float, default=None,
+                   help="override router.group_max_imbalance (every policy)")
+    p.add_argument("--overload-min-gap", type=int, default=None,
+                   help="override router.overload_min_gap (every policy)")
     p.add_argument("--policies", default=",".join(POLICIES))
     return p.parse_args(argv)
 
@@ -184,7 +186,8 @@ async def bench(args: argparse.Namespace, urls: list[str], ideal_url: str) -> di
                           "hit_rate": round(hit, 4), "makespan_s": round(r["seconds"], 3),
                           "preemptions": r["preemptions"], "calls_per_server": r["calls_per_server"],
                           "final_weights": r["final_weights"], "group_hits": r["group_hits"],
-                          "group_breaks": r["group_breaks"], "affinity_breaks": r["affinity_breaks"], "tail_skips": r["tail_skips"]}
+                          "group_breaks": r["group_breaks"], "affinity_breaks": r["affinity_breaks"],
+                          "tail_skips": r["tail_skips"]}
         out[f"group_{group}"] = {"ideal_hit_rate": round(ideal_hit, 4), "ideal_makespan_s": round(ideal_s, 3),
                                  "policies": rows}
     return out

@@ -39,8 +39,8 @@ from gym_rollouts.router.vllm_metrics import parse_metrics  # noqa: E402
 from gym_rollouts.transport.client import HttpTransport  # noqa: E402
 
 DEFAULT_POLICIES = ("sticky_least_loaded", "sticky_least_loaded+no_tail", "sticky_least_loaded+power_2",
-                    "sticky_least_loaded+power_2+no_tail", "sticky_least_loaded+equal", "sticky_least_loaded+weights", "sticky_least_loaded+metrics", "hash",
-                    "round_robin")
+                    "sticky_least_loaded+power_2+no_tail", "sticky_least_loaded+equal",
+                    "sticky_least_loaded+weights", "sticky_least_loaded+metrics", "hash", "round_robin")
 FILLER = ("Solve the task step by step, use the calculator tool when arithmetic is needed and give "
           "the final answer on the last line. ") * 4
 

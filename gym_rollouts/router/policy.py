@@ -167,13 +167,15 @@ class RoutingPolicy:
             candidates = [i for i in candidates if servers[i].rollouts < servers[i].admit_limit] or candidates
         fresh = [i for i in candidates if servers[i].kv_usage < self.kv_saturation] or candidates
         left = self.unstarted() if sticky is None and self.unstarted is not None else None
+        if left is not None:
+            left = max(0, left)
         if left is not None and self.latency is not None and len(fresh) > 1:
             fresh = self._tail_guard(fresh, left, self.latency)
         best = self._least_loaded(fresh)
         if sticky is None and group is not None and self.group_affinity:
             bound = self.group_max_imbalance
             if left is not None and len(fresh) > 1:
-                bound = min(bound, max(0, left) / (len(fresh) - 1))
+                bound = min(bound, left / (len(fresh) - 1))
             best = self._with_group(key, group, best, fresh, bound)
         if sticky is not None and best != sticky:
             self.affinity_breaks += 1  # any move: down, probation, failed here, overloaded
@@ -217,7 +219,7 @@ class RoutingPolicy:
         rate = sum(s.rollouts / lat for s, lat in zip(self.servers, latency) if lat and s.rollouts > 0)
         if rate <= 0:
             return fresh
-        horizon = max(0, left) / rate  # the expected rest of the run, in calls' latencies
+        horizon = left / rate  # the expected rest of the run, in calls' latencies
         kept = [i for i in fresh if not (lat := latency[i]) or lat <= TAIL_SLOWDOWN * fastest
                 or lat - fastest <= horizon]
         if len(kept) < len(fresh):
