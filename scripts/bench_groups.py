@@ -21,7 +21,8 @@ measures how well the work was spread and the batches kept full, whatever the ca
 
 The workers tell the router how many rollouts are not started yet (``Dispatcher.count_unstarted``,
 as the engine does), which its tail rules read; the ``ours_no_tail`` and ``ours_previous`` rows
-run without that count.
+run without that count. ``ours_untried_slack`` gives a group its slack on a server that has not
+answered yet (router/policy.py: off by default with learned weights).
 
     .venv/bin/python scripts/bench_groups.py                  # groups of 8 and 16, ~4 minutes on 2 cores
     .venv/bin/python scripts/bench_groups.py --groups 8 --policies ours,today
@@ -54,7 +55,8 @@ POLICIES: dict[str, dict[str, Any]] = {
     "ours_bounds_4_8": {"group_max_imbalance": 4.0, "overload_min_gap": 8},  # the defaults before 16 / 16
     "ours_no_tail": {"tail": False},  # the router not told the run's unstarted count (its tail rules off)
     "ours_power_2": {"power": 2.0},  # learned weights with the estimator's power 2 (the default before 1)
-    "ours_previous": {"power": 2.0, "tail": False},  # the defaults before the tail rules (power 2)
+    "ours_previous": {"power": 2.0, "tail": False, "cautious_untried": False},  # before the tail rules
+    "ours_untried_slack": {"cautious_untried": False},  # group slack also on servers not answered yet
     "ours_equal_weights": {"learn_capacity": False},  # group affinity and the tail rules, weights all 1
     "ours_no_group": {"group_affinity": False},  # learned capacity alone
     "today": {"group_affinity": False, "learn_capacity": False, "tail": False},  # before issue 14
@@ -137,7 +139,7 @@ async def workload(d: Dispatcher, run: str, group: int, args: argparse.Namespace
 async def one(urls: list[str], run: str, group: int, overrides: dict[str, Any], hand: tuple[float, ...],
               args: argparse.Namespace) -> dict[str, Any]:
     kw = dict(overrides)
-    tail, power = kw.pop("tail", True), kw.pop("power", None)
+    tail, power, cautious = kw.pop("tail", True), kw.pop("power", None), kw.pop("cautious_untried", None)
     if kw.get("weights") == "hand":
         kw["weights"] = hand
     if args.group_max_imbalance is not None:
@@ -148,6 +150,8 @@ async def one(urls: list[str], run: str, group: int, overrides: dict[str, Any], 
     async with HttpTransport(tcfg, concurrency=args.workers) as http, Dispatcher(tuple(urls), http, rcfg, tcfg) as d:
         if power is not None and d.capacity is not None:
             d.capacity.power = power
+        if cautious is not None:
+            d.policy.cautious_untried = cautious
         before = await counters(http, urls)
         seconds = await workload(d, run, group, args, tail)
         after = await counters(http, urls)

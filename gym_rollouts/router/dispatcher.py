@@ -138,6 +138,7 @@ class Dispatcher:
         self.capacity = CapacityEstimator(self.servers, set_weights=learn) if sticky else None
         if self.capacity is not None:
             self.policy.latency = self.capacity.latency
+            self.policy.cautious_untried = learn  # an unanswered server's weight is a placeholder
         self.health = HealthTracker(self.servers, cooldown_s=cfg.down_cooldown_s,
                                     cooldown_max_s=cfg.down_cooldown_max_s,
                                     probe_failures_to_down=cfg.probe_failures_to_down)

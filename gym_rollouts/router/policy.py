@@ -31,6 +31,16 @@ while any of its rollouts is live, and afterwards among the ``RECENT_GROUPS`` mo
 finished ones (the server's prefix cache outlives the rollouts: with few workers a group's repeats
 run one after another); memory is O(live groups + RECENT_GROUPS).
 
+A server of unknown speed gets no such slack (``cautious_untried``, set when the weights are learned:
+router/capacity.py): while a server has not answered a call of the run, its weight is a placeholder,
+so "within the bound" says nothing of how long its queue will take. Once another candidate has
+answered, a group keeps growing there only while its load is at most the least load among the
+servers that have answered; before any server has answered, all are equally unknown and the bound
+alone applies. Measured
+(``scripts/bench_groups.py``, groups of 16, one server 4x slower): without it the slow server took a
+whole group of 16 before its first answer, ran half of it queued, and the latency it then reported
+(queueing included) kept its learned weight low for the rest of the run.
+
 The run's tail (``unstarted``: a callable the engine sets for each run, ``collect`` and the Python
 API alike, giving the rollouts of the run not started yet; None, e.g. a ``Dispatcher`` used on its
 own: unknown, these rules are off). Near the end no later placement can even out an imbalance, so
@@ -116,6 +126,7 @@ class RoutingPolicy:
         self.unstarted: Callable[[], int | None] | None = None  # the engine's count (the run's tail)
         self.latency: Sequence[float | None] | None = None  # per-server call latency estimates (s)
         self.tail_skips = 0  # new rollouts kept off a slow server near the end of the run
+        self.cautious_untried = False  # no group slack on a server not answered yet (module doc)
 
     @property
     def live_rollouts(self) -> int:
@@ -195,8 +206,11 @@ class RoutingPolicy:
         home = entry[0] if entry is not None else self._recent.pop(group, None)
         if home is not None:  # a known group (live, or finished recently)
             s = self.servers[home]
+            # a server not answered yet: no slack over the least loaded that has (module doc)
+            floor = self._answered_floor(home, fresh) if self.cautious_untried and home != best else None
             if home == best or (home in fresh and s.rollouts < s.admit_limit
-                                and s.load() - self.servers[best].load() <= bound):
+                                and s.load() - self.servers[best].load() <= bound
+                                and (floor is None or s.load() <= floor)):
                 self.group_hits += 1
                 best = home
             else:
@@ -207,6 +221,15 @@ class RoutingPolicy:
             entry[1] += 1
         self._group_of[key] = group
         return best
+
+    def _answered_floor(self, index: int, fresh: list[int]) -> float | None:
+        """When server ``index`` has no latency estimate yet: the least load among the candidates
+        that have one (None when it has one, or no candidate has)."""
+        latency = self.latency
+        if latency is None or latency[index] is not None:
+            return None
+        loads = [self.servers[i].load() for i in fresh if latency[i]]
+        return min(loads) if loads else None
 
     def _tail_guard(self, fresh: list[int], left: int, latency: Sequence[float | None]) -> list[int]:
         """``fresh`` without the servers a new rollout would finish last on (module doc: the tail)."""

@@ -208,3 +208,53 @@ def test_by_default_a_group_still_splits_beyond_sixteen() -> None:
     assert policy.choose("a", group="g") == 0
     servers[0].in_flight = 17
     assert policy.choose("b", group="g") == 1 and policy.group_breaks == 1
+
+
+def cautious_pair(latency: list[float | None]) -> tuple[list[ServerState], RoutingPolicy]:
+    """Two servers, learned weights (``cautious_untried``), the group ``g`` living on server 0."""
+    servers = fleet(2)
+    policy = RoutingPolicy(servers, group_max_imbalance=16)
+    policy.latency, policy.cautious_untried = latency, True
+    assert policy.choose("a", group="g") == 0
+    return servers, policy
+
+
+@pytest.mark.parametrize("home_load, other_load, stays", [
+    (1, 0, False),  # more loaded than the answered server: no slack, the group moves
+    (3, 3, True),   # no more loaded than it: stays
+    (2, 5, True),   # less loaded: the home is the least loaded anyway
+])
+def test_no_group_slack_on_a_server_that_has_not_answered(home_load, other_load, stays) -> None:
+    servers, policy = cautious_pair([None, 0.1])  # server 0 has not answered, server 1 has
+    servers[0].in_flight, servers[1].in_flight = home_load, other_load
+    assert policy.choose("b", group="g") == (0 if stays else 1)
+    assert (policy.group_hits, policy.group_breaks) == ((1, 0) if stays else (0, 1))
+
+
+@pytest.mark.parametrize("latency", [
+    [None, None],  # nobody has answered: all equally unknown, the bound alone applies
+    [0.4, 0.1],    # the home has answered (even slowly): its weight says the rest
+])
+def test_group_slack_when_the_home_is_not_the_only_unknown(latency) -> None:
+    servers, policy = cautious_pair(latency)
+    servers[0].in_flight, servers[1].in_flight = 10, 0
+    assert policy.choose("b", group="g") == 0
+    assert policy.group_hits == 1
+
+
+def test_the_floor_is_the_least_loaded_answered_server_not_another_unknown() -> None:
+    servers = fleet(3)
+    policy = RoutingPolicy(servers, group_max_imbalance=16)
+    policy.latency, policy.cautious_untried = [None, None, 0.1], True
+    assert policy.choose("a", group="g") == 0
+    servers[0].in_flight, servers[1].in_flight, servers[2].in_flight = 2, 0, 4
+    assert policy.choose("b", group="g") == 0  # server 1 is less loaded but unknown too: 2 <= 4
+    servers[2].in_flight = 1
+    assert policy.choose("c", group="g") == 1  # 2 > 1: to the least loaded (then the group follows)
+
+
+def test_without_caution_the_bound_alone_applies() -> None:
+    servers, policy = cautious_pair([None, 0.1])
+    policy.cautious_untried = False  # hand or fixed weights
+    servers[0].in_flight, servers[1].in_flight = 10, 0
+    assert policy.choose("b", group="g") == 0

@@ -36,14 +36,65 @@ async def grouped(dispatcher, groups: int, repeats: int, workers: int) -> dict[i
     return servers
 
 
+async def answer_once_each(dispatcher, n: int) -> None:
+    """One ungrouped call at a time to each of the first ``n`` servers (ties rotate): their speed is
+    known, so groups get their slack there (router/policy.py)."""
+    for i in range(n):
+        await dispatcher.post("/chat/completions", body(1000 + i, 0), f"warm{i}")
+        dispatcher.forget(f"warm{i}")
+    assert all(lat is not None for lat in dispatcher.capacity.latency[:n])
+
+
 async def test_a_group_lands_on_one_server_and_groups_spread(start_fleet) -> None:
     procs = start_fleet(*(EmbeddedConfig(latency_ms=20.0) for _ in range(3)))
     async with open_dispatcher([p.base_url for p in procs], group_max_imbalance=100.0) as dispatcher:
+        await answer_once_each(dispatcher, 3)
         servers = await grouped(dispatcher, groups=6, repeats=8, workers=8)
         summary = dispatcher.summary()
     assert all(len(s) == 1 for s in servers.values()), servers
     assert len(set.union(*servers.values())) >= 2  # groups still spread over the fleet
     assert summary["group_hits"] == 6 * 7 and summary["live_groups"] == 0 and summary["live_rollouts"] == 0
+
+
+async def burst(dispatcher, group: str, n: int) -> list[str]:
+    """``n`` one-call rollouts of ``group`` placed in order, all in flight together."""
+    async def one(r: int) -> str:
+        try:
+            server, _ = await dispatcher.post("/chat/completions", body(r, 0), f"{group}-{r}", group=group)
+            return server
+        finally:
+            dispatcher.forget(f"{group}-{r}")
+    return list(await asyncio.gather(*(one(r) for r in range(n))))
+
+
+async def test_a_group_does_not_pile_onto_a_server_that_has_not_answered(start_fleet) -> None:
+    fast, slow = start_fleet(EmbeddedConfig(latency_ms=10.0), EmbeddedConfig(latency_ms=300.0))
+    async with open_dispatcher([fast.base_url, slow.base_url]) as dispatcher:
+        assert dispatcher.policy.cautious_untried  # learned weights: an unanswered server's is a placeholder
+        await answer_once_each(dispatcher, 1)  # the fast server has answered, the slow one not yet
+        assert dispatcher.capacity.latency[1] is None
+        servers = await burst(dispatcher, "g", 8)  # the group's first rollout lands on the idle slow server
+    assert servers[0] == slow.base_url
+    assert servers.count(slow.base_url) == 1, servers  # the rest do not queue behind it
+    assert dispatcher.policy.group_breaks == 1 and dispatcher.policy.group_hits == 6
+
+
+async def test_without_caution_a_group_piles_onto_the_unanswered_server(start_fleet) -> None:
+    fast, slow = start_fleet(EmbeddedConfig(latency_ms=10.0), EmbeddedConfig(latency_ms=300.0))
+    async with open_dispatcher([fast.base_url, slow.base_url]) as dispatcher:
+        dispatcher.policy.cautious_untried = False  # the behaviour before (scripts/bench_groups.py row)
+        await answer_once_each(dispatcher, 1)
+        servers = await burst(dispatcher, "g", 8)
+    assert servers == [slow.base_url] * 8  # within group_max_imbalance 16: the whole group waits there
+
+
+async def test_hand_or_fixed_weights_are_not_placeholders(start_fleet) -> None:
+    procs = start_fleet(EmbeddedConfig(latency_ms=10.0), EmbeddedConfig(latency_ms=10.0))
+    urls = [p.base_url for p in procs]
+    async with open_dispatcher(urls, weights=(1.0, 0.5)) as dispatcher:
+        assert not dispatcher.policy.cautious_untried
+    async with open_dispatcher(urls, learn_capacity=False) as dispatcher:
+        assert not dispatcher.policy.cautious_untried
 
 
 async def test_without_group_affinity_a_group_spreads(start_fleet) -> None:
