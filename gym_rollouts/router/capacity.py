@@ -41,6 +41,9 @@ slower: within 2x of its final weight after ~20).
 
 Cold start: every weight stays 1 until each member server has ``warmup`` observations (equal
 weights); a server with none later (joined late) weighs the mean of the others until it has its own.
+Meanwhile the policy gives a server without an estimate no group slack once another has one
+(router/policy.py ``cautious_untried``): otherwise a slow server took a whole group before its first
+answer, and the queueing in its first latencies kept its weight low for the rest of the run.
 """
 
 from __future__ import annotations
