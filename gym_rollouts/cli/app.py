@@ -28,6 +28,7 @@ import sys
 from typing import Any, Callable
 
 from gym_rollouts.cli.entry import signals_held, signals_released
+from gym_rollouts.cli.one_compose import probe_skipped
 from gym_rollouts.cli.run_dir import check_output_dir
 from gym_rollouts.config.compose import conf_dir, merge_config_paths, to_plain
 from gym_rollouts.config.notices import Notices, unseen
@@ -207,8 +208,10 @@ def hydra_app(task: Task, *, config_name: str = "collect", extra_overrides: tupl
     streams = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = MaskingStream(sys.stdout), MaskingStream(sys.stderr)
     try:
-        with signals_held():  # a Ctrl-C mid-compose is raised once Hydra is done (cli/entry.py)
-            exit_quietly_on_broken_pipe(_main)  # a closed stdout: exit 141, no traceback
+        # a Ctrl-C mid-compose is raised once Hydra is done (cli/entry.py); one compose, not two
+        # (cli/one_compose.py); a closed stdout: exit 141, no traceback
+        with signals_held(), probe_skipped(cdir):
+            exit_quietly_on_broken_pipe(_main)
     except SystemExit:
         sys.stdout, sys.stderr = streams
         raise  # any other exception keeps the masking streams: the interpreter prints its traceback
