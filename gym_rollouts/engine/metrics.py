@@ -2,7 +2,7 @@
 
 For every numeric top-level field of an output row (``reward``, verifier extras, numeric task
 fields; booleans count as 0/1), the token counts of ``response.usage`` and our ``model_calls`` /
-``tool_calls``: count, mean, min, max and sample std (Welford) and the median, keyed
+``tool_calls``: count, mean, min, max, sample std and the median (``FieldStats``), keyed
 ``mean/<field>`` etc. as NeMo Gym's agent metrics are.
 pass@k over repeats is computed per task once all its rollouts are in (tasks left open at the end
 are closed with what they have): for 0/1 rewards the unbiased ``1 - C(n-c, k) / C(n, k)``, for
@@ -44,49 +44,45 @@ _USAGE_FIELDS = ("input_tokens", "output_tokens", "total_tokens")
 _EXTRA_FIELDS = ("model_calls", "tool_calls")
 
 
-class Welford:
-    """Running count / mean / M2 / min / max of one field."""
-
-    __slots__ = ("n", "mean", "m2", "lo", "hi")
-
-    def __init__(self) -> None:
-        self.n, self.mean, self.m2 = 0, 0.0, 0.0
-        self.lo, self.hi = math.inf, -math.inf
-
-    def add(self, x: float) -> None:
-        self.n += 1
-        delta = x - self.mean
-        self.mean += delta / self.n
-        self.m2 += delta * (x - self.mean)
-        if x < self.lo:
-            self.lo = x
-        if x > self.hi:
-            self.hi = x
-
-    def std(self) -> float:
-        return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
-
-
-class FieldStats(Welford):
-    """Welford plus a value -> count map, for the exact median (see module doc for its memory)."""
+class FieldStats:
+    """One field's values as a value -> count map: count, mean, min, max, sample std and the exact
+    median all come from it when asked (see module doc for its memory). A row costs one dict
+    update per field; the statistics are computed when the metrics are written (or the progress
+    display asks for a mean), two-pass over the distinct values (``math.fsum``), so they do not
+    depend on the order rows arrived in (a resumed run's equal an uninterrupted run's, bit for bit)."""
 
     __slots__ = ("counts",)
 
     def __init__(self) -> None:
-        super().__init__()
         self.counts: dict[float, int] = {}
 
-    def add(self, x: float) -> None:  # Welford.add inlined: this runs per field per row
-        n = self.n = self.n + 1
-        delta = x - self.mean
-        self.mean += delta / n
-        self.m2 += delta * (x - self.mean)
-        if x < self.lo:
-            self.lo = x
-        if x > self.hi:
-            self.hi = x
+    def add(self, x: float) -> None:
         counts = self.counts
         counts[x] = counts.get(x, 0) + 1
+
+    @property
+    def n(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def mean(self) -> float:
+        n = self.n
+        return math.fsum(v * c for v, c in self.counts.items()) / n if n else 0.0
+
+    @property
+    def lo(self) -> float:
+        return min(self.counts) if self.counts else math.inf
+
+    @property
+    def hi(self) -> float:
+        return max(self.counts) if self.counts else -math.inf
+
+    def std(self) -> float:
+        n = self.n
+        if n < 2:
+            return 0.0
+        mean = self.mean
+        return math.sqrt(math.fsum(c * (v - mean) ** 2 for v, c in self.counts.items()) / (n - 1))
 
     def median(self) -> float:
         return median_of_counts(self.counts, self.n)

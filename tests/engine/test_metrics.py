@@ -1,4 +1,4 @@
-"""Streaming aggregate metrics: Welford statistics, pass@k over repeats, per agent."""
+"""Streaming aggregate metrics: per-field statistics, pass@k over repeats, per agent."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from gym_rollouts.engine.metrics import Aggregator, Welford, pass_at_k
+from gym_rollouts.engine.metrics import Aggregator, FieldStats, pass_at_k
 
 
 def _row(task: int, rollout: int, reward: float, agent: str = "a", **extra) -> dict:
@@ -17,14 +17,39 @@ def _row(task: int, rollout: int, reward: float, agent: str = "a", **extra) -> d
             "_gr": {"stop_reason": "answer", "model_calls": 1, "tool_calls": 0}, **extra}
 
 
-def test_welford_matches_the_statistics_module() -> None:
-    values = [random.Random(7).uniform(-5, 5) for _ in range(500)]
-    acc = Welford()
+def test_field_stats_match_the_statistics_module() -> None:
+    rng = random.Random(7)
+    values = [rng.uniform(-5, 5) for _ in range(500)] + [1, 1, 2.5, 2.5, 2.5, True - 1]  # repeats, ints
+    acc = FieldStats()
     for v in values:
         acc.add(v)
-    assert acc.n == 500 and acc.lo == min(values) and acc.hi == max(values)
-    assert acc.mean == pytest.approx(statistics.fmean(values))
-    assert acc.std() == pytest.approx(statistics.stdev(values))
+    assert acc.n == len(values) and acc.lo == min(values) and acc.hi == max(values)
+    assert acc.mean == pytest.approx(statistics.fmean(values), rel=1e-12)
+    assert acc.std() == pytest.approx(statistics.stdev(values), rel=1e-12)
+    assert acc.median() == statistics.median(values)
+
+
+def test_field_stats_do_not_depend_on_the_order() -> None:
+    """Bit for bit the same whatever order the rows came in (a resumed run reads its rows back in
+    file order, an uninterrupted one saw them in completion order)."""
+    rng = random.Random(11)
+    values = [rng.choice([0.1, 0.2, 0.7, 1e9, 3]) for _ in range(300)] + [rng.random() for _ in range(50)]
+    results = set()
+    for seed in range(5):
+        shuffled = values[:]
+        random.Random(seed).shuffle(shuffled)
+        acc = FieldStats()
+        for v in shuffled:
+            acc.add(v)
+        results.add((acc.n, acc.mean, acc.std(), acc.lo, acc.hi, acc.median()))
+    assert len(results) == 1
+
+
+def test_field_stats_of_one_and_of_none() -> None:
+    acc = FieldStats()
+    assert (acc.n, acc.mean, acc.std(), acc.lo, acc.hi) == (0, 0.0, 0.0, math.inf, -math.inf)
+    acc.add(4)
+    assert (acc.n, acc.mean, acc.std(), acc.lo, acc.hi, acc.median()) == (1, 4.0, 0.0, 4, 4, 4.0)
 
 
 @pytest.mark.parametrize(
