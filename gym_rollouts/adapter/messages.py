@@ -35,6 +35,7 @@ import orjson
 from gym_rollouts.adapter.reasoning import join_reasoning, split_reasoning
 from gym_rollouts.config.schema import ModelConfig
 from gym_rollouts.errors import GymRolloutsError
+from gym_rollouts.typecheck import MAPPING, is_mapping
 
 SUPPORTED_ITEMS = ("message", "reasoning", "function_call", "function_call_output")
 ROLES = ("user", "system", "developer", "assistant")
@@ -113,7 +114,7 @@ def _parts_problem(content: Any, where: str, media_refused: str | None) -> str |
 
 def item_problem(item: Any, index: int) -> str | None:
     """Why ``input[index]`` cannot be converted (None when it can)."""
-    if not isinstance(item, Mapping):
+    if not isinstance(item, MAPPING):
         return f"input[{index}] must be an object, got {type(item).__name__}"
     kind = item.get("type") or "message"
     if kind == "message":
@@ -144,7 +145,7 @@ def item_problem(item: Any, index: int) -> str | None:
 
 def audio_urls(metadata: Any) -> list[str]:
     """The audio side channel's URLs (``metadata.audio_data`` or ``metadata.audio_url``)."""
-    if not isinstance(metadata, Mapping):
+    if not is_mapping(metadata):
         return []
     return [metadata[k] for k in AUDIO_KEYS if metadata.get(k)]
 

@@ -23,6 +23,7 @@ from gym_rollouts.adapter.ids import new_id
 from gym_rollouts.adapter.reasoning import join_reasoning, split_reasoning
 from gym_rollouts.config.schema import ModelConfig
 from gym_rollouts.errors import ProtocolError
+from gym_rollouts.typecheck import MAPPING
 
 REASONING_FIELDS = ("reasoning", "reasoning_content")
 
@@ -61,7 +62,7 @@ class ModelTurn:
 def first_choice(reply: Any, what: str, *, exactly_one: bool = False) -> Mapping[str, Any]:
     """``reply["choices"][0]`` checked to be an object (and, with ``exactly_one``, the only
     choice: token capture needs that); ``what`` names the reply in the error."""
-    choices = reply.get("choices") if isinstance(reply, Mapping) else None
+    choices = reply.get("choices") if isinstance(reply, MAPPING) else None
     count = len(choices) if isinstance(choices, list) else 0
     if count == 0 or (exactly_one and count != 1) or not isinstance(choices[0], Mapping):
         if exactly_one:
@@ -150,12 +151,12 @@ def map_usage(usage: Any) -> dict[str, Any] | None:
     counts are unknown, never 0. Counts that are not integers >= 0 raise ``ProtocolError``."""
     if usage is None:
         return None
-    if not isinstance(usage, Mapping):
+    if not isinstance(usage, MAPPING):
         raise ProtocolError(f"usage must be an object or null, got {type(usage).__name__}")
     if "prompt_tokens" not in usage and "completion_tokens" not in usage:
         return None
     prompt_details, completion_details = usage.get("prompt_tokens_details"), usage.get("completion_tokens_details")
-    prompt_details = prompt_details if isinstance(prompt_details, Mapping) else {}
+    prompt_details = prompt_details if isinstance(prompt_details, MAPPING) else {}
     completion_details = completion_details if isinstance(completion_details, Mapping) else {}
     return counted_usage(_token_count(usage, "prompt_tokens"), _token_count(usage, "completion_tokens"),
                          cached=_count(prompt_details.get("cached_tokens")),

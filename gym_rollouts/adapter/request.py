@@ -40,6 +40,7 @@ from gym_rollouts.adapter.messages import (
 )
 from gym_rollouts.adapter.sampling import sampling_problems
 from gym_rollouts.config.schema import ModelConfig
+from gym_rollouts.typecheck import MAPPING, is_mapping
 
 # Fields (and common vLLM sampling extras) copied to the body under the same name.
 PASSTHROUGH = ("temperature", "top_p", "seed", "stop", "top_k", "min_p",
@@ -79,7 +80,7 @@ _NAMED_CHOICE = '{"type": "function", "name": <a tool\'s name>}'
 
 
 def _tool_problem(i: int, tool: Any) -> str | None:
-    if not isinstance(tool, Mapping) or tool.get("type", "function") != "function":
+    if not isinstance(tool, MAPPING) or tool.get("type", "function") != "function":
         kind = tool.get("type") if isinstance(tool, Mapping) else type(tool).__name__
         return f"tools[{i}] has type {kind!r}; only function tools are supported"
     name = _tool_source(tool).get("name")
@@ -87,14 +88,14 @@ def _tool_problem(i: int, tool: Any) -> str | None:
 
 
 def _tool_source(tool: Mapping[str, Any]) -> Mapping[str, Any]:
-    return tool["function"] if isinstance(tool.get("function"), Mapping) else tool
+    return tool["function"] if isinstance(tool.get("function"), MAPPING) else tool
 
 
 def responses_tools_to_chat(tools: Any) -> list[dict[str, Any]] | None:
     """Responses function tools (flat) -> chat tools (nested under ``function``), ``strict`` dropped."""
     if not tools:
         return None
-    if not isinstance(tools, list):
+    if not isinstance(tools, (list, tuple)):  # a tuple is sent as the same JSON array
         raise RequestConversionError("responses_create_params.tools must be a list")
     out = []
     for i, tool in enumerate(tools):
@@ -110,7 +111,7 @@ def responses_tools_to_chat(tools: Any) -> list[dict[str, Any]] | None:
 def _tools_problems(tools: Any) -> list[str]:
     if not tools:
         return []
-    if not isinstance(tools, list):
+    if not isinstance(tools, (list, tuple)):
         return ["responses_create_params.tools must be a list"]
     return [p for p in (_tool_problem(i, t) for i, t in enumerate(tools)) if p]
 
@@ -130,7 +131,7 @@ def tool_choice_problem(choice: Any, tools: Any) -> str | None:
         return (f"tool_choice {shown!r} is not supported; use \"none\", \"auto\", \"required\" or "
                 f"{_NAMED_CHOICE}")
     what = f"tool_choice={choice!r}"[:160]
-    if not tools or not isinstance(tools, list):
+    if not tools or not isinstance(tools, (list, tuple)):
         return (f"{what} asks for a tool call, but the request has no tools: add tools (or drop "
                 f"tool_choice)")
     if named:
@@ -157,8 +158,38 @@ def _noop_problems(params: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+# field_problems' answers by the JSON of the fields (``field_problems``); cleared when full
+_FIELDS_MEMO: dict[bytes, tuple[str, ...]] = {}
+FIELDS_MEMO_ENTRIES = 256
+# what orjson would turn into something else than the value's own JSON type: not memoized
+_KEY_OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
 def field_problems(params: Mapping[str, Any]) -> list[str]:
-    """Every problem of the request's fields other than ``input`` (cheap: no body is built)."""
+    """Every problem of the request's fields other than ``input`` (cheap: no body is built).
+
+    Rows of a dataset mostly share these fields (tools, sampling values) and each model call
+    checks them again, so the answer is memoized by the fields' JSON (orjson, the form the body is
+    sent in): the fields are judged as that JSON decodes, so equal JSON means an equal answer.
+    Judged as they are, without the memo: fields that are not JSON as they stand (a set, a
+    subclass of str or int, a dataclass: orjson refuses them here) and any with a null in their
+    JSON (orjson writes NaN and infinities as null, and those must be refused as what they are)."""
+    fields = {k: v for k, v in params.items() if k != "input"}
+    try:
+        key = orjson.dumps(fields, option=_KEY_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError
+        return _field_problems(fields)
+    if b"null" in key:
+        return _field_problems(fields)
+    known = _FIELDS_MEMO.get(key)
+    if known is None:
+        if len(_FIELDS_MEMO) >= FIELDS_MEMO_ENTRIES:
+            _FIELDS_MEMO.clear()
+        known = _FIELDS_MEMO[key] = tuple(_field_problems(orjson.loads(key)))
+    return list(known)
+
+
+def _field_problems(params: Mapping[str, Any]) -> list[str]:
     problems = []
     unknown = sorted(k for k in params if k not in KNOWN_FIELDS)
     if unknown:
@@ -224,7 +255,7 @@ def request_problems(params: Any, cfg: ModelConfig | None = None) -> list[str]:
 def metadata_json(metadata: Any, key: str) -> dict[str, Any]:
     """``metadata[key]`` as an object: NeMo Gym rows carry it as a JSON string (Responses
     metadata values are strings); an object is accepted as is."""
-    if not isinstance(metadata, Mapping):
+    if not is_mapping(metadata):
         return {}
     raw = metadata.get(key)
     if raw is None or raw == "":
@@ -249,7 +280,7 @@ def mapped_fields(params: Mapping[str, Any]) -> dict[str, Any]:
     if params.get("max_output_tokens") is not None:
         body["max_tokens"] = params["max_output_tokens"]
     reasoning = params.get("reasoning")
-    if isinstance(reasoning, Mapping) and reasoning.get("effort"):
+    if is_mapping(reasoning) and reasoning.get("effort"):
         body["reasoning_effort"] = reasoning["effort"]
     tools = responses_tools_to_chat(params.get("tools"))
     if tools:  # tool_choice / parallel_tool_calls mean nothing without tools (and vLLM refuses
@@ -286,7 +317,7 @@ def _text_problem(text: Any) -> str | None:
 
 def _response_format(text: Any) -> dict[str, Any] | None:
     """Responses ``text.format`` -> chat ``response_format`` (json_schema / json_object)."""
-    fmt = text.get("format") if isinstance(text, Mapping) else None
+    fmt = text.get("format") if is_mapping(text) else None
     if not isinstance(fmt, Mapping) or fmt.get("type") in (None, "text"):
         return None
     if fmt["type"] == "json_object":

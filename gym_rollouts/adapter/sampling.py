@@ -17,6 +17,7 @@ does not define (``model.extra_body``) are not checked: they are sent as given.
 from __future__ import annotations
 
 import math
+from gym_rollouts.typecheck import is_mapping
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +56,7 @@ class Rule:
             return isinstance(value, bool)
         if self.kind == "stop":
             items = [value] if isinstance(value, str) else value
-            return isinstance(items, list) and all(isinstance(s, str) and s for s in items)
+            return isinstance(items, (list, tuple)) and all(isinstance(s, str) and s for s in items)
         if self.kind == "choice":
             return value in self.choices
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -110,7 +111,7 @@ def sampling_problems(params: Mapping[str, Any], where: str = "responses_create_
     vLLM would refuse, worded ``<where><field> must be <rule>, got <value>``."""
     problems = _problems(params, RESPONSES_RULES, where)
     reasoning = params.get("reasoning")
-    if isinstance(reasoning, Mapping):
+    if is_mapping(reasoning):
         effort = reasoning.get("effort")
         if effort is not None and not EFFORT_RULE.accepts(effort):
             problems.append(f"{where}reasoning.effort must be {EFFORT_RULE.describe()}, got {_shown(effort)}")

@@ -39,6 +39,7 @@ from gym_rollouts.resource.base import Resource, ResourceContext, load_resource,
 from gym_rollouts.resource.head import DEFAULT_HEAD_URL, SIMPLE_AGENT, HeadDirectory, discover, head_url_from
 from gym_rollouts.resource.nemo_gym import DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT_S, NemoGymEnvironment, normalize_urls
 from gym_rollouts.resource.plugins import discover as discover_plugins, option_node
+from gym_rollouts.typecheck import MAPPING
 
 log = logging.getLogger(__name__)
 AGENT_REF = "agent_ref"
@@ -331,4 +332,4 @@ class EnvironmentTable:
 def agent_of(row: Mapping[str, Any]) -> str | None:
     """The ``agent_ref.name`` of a row (None when it has none)."""
     ref = row.get(AGENT_REF)
-    return ref.get("name") if isinstance(ref, Mapping) and isinstance(ref.get("name"), str) else None
+    return ref.get("name") if isinstance(ref, MAPPING) and isinstance(ref.get("name"), str) else None
