@@ -13,7 +13,10 @@ against the bare aiohttp loop on the same zero-latency embedded server; prints o
   rollouts/s of collect's own summary line; ``startup_1row_s`` = wall clock of a 1-row run;
   ``cpu_ratio`` = the loop's CPU per rollout / the collect process's (start-up included): the
   steadier figure on a shared machine.
-  Rounds interleave loop / collect / loop (and each tree given by ``--tree``) on the same server.
+  Rounds interleave loop / collect / loop (and each tree given by ``--tree``, in alternating
+  order) on the same server. With several trees, ``against_first`` is the median over rounds of
+  a tree's wall clock (and CPU per rollout) divided by the first tree's in the same round: the
+  steadier comparison on a machine whose speed drifts between rounds.
 - Bytecode: each tree's package is compiled first (``compileall``), as it is for any run after
   the first (Python caches it) or after ``pip install``; ``--no-compile`` measures without (where
   ``PYTHONDONTWRITEBYTECODE`` is set, as on our CI machines, every run then compiles the package).
@@ -167,8 +170,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             per_tree: dict[str, dict[str, list[Any]]] = {str(t): {"p1": [], "steady": [], "runs": [], "startup": [], "cpu": []}
                                                          for t in args.tree or [str(ROOT)]}
             loops = []
-            for _ in range(args.rounds):
-                for name, (tree, loop) in zip(args.tree or [str(ROOT)], variants):
+            names = args.tree or [str(ROOT)]
+            for r in range(args.rounds):
+                order = list(zip(names, variants))
+                for name, (tree, loop) in (order if r % 2 == 0 else order[::-1]):  # no tree always first
                     before = await loop_rate(base_url, bodies, args.concurrency)
                     run = await asyncio.to_thread(collect_run, tree, base_url, src, tmp / "out.jsonl",
                                                   args.concurrency, args.extra, loop)
@@ -192,6 +197,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                        "startup_1row_s": round(statistics.median(t["startup"]), 3),
                        "cpu_ratio": round(statistics.median(t["cpu"]), 3), "collect": t["runs"]}
                 for name, t in per_tree.items()}
+            first = per_tree[names[0]]["runs"]
+            for name in names[1:]:  # the same round's runs compared: the machine's drift cancels out
+                runs = per_tree[name]["runs"]
+                report["results"][name]["against_first"] = {
+                    key: round(statistics.median(b[key] / a[key] for a, b in zip(first, runs)), 3)
+                    for key in ("wall_s", "cpu_ms_per_rollout")}
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -18,6 +18,11 @@ lets Hydra probe as usual:
   line setting the mode, or adding configs that might).
 Everything else, error messages included, is Hydra's: a broken config fails in the composition
 for the run, with the same message the probe would have swallowed before it.
+
+``Hydra.get_mode`` is Hydra's private API (hydra-core is pinned to 1.3, where it has been since
+1.2): a Hydra without it composes twice as before, and the test that counts compositions fails.
+What a wrong answer would cost: a config that sets ``hydra.mode: MULTIRUN`` run as one job, which
+is why the answer is given only where every config source is one whose files are checked.
 """
 
 from __future__ import annotations
@@ -59,9 +64,12 @@ def mode_is_unset(sources: Iterable[tuple[str, str]], overrides: Iterable[str], 
 def probe_skipped(conf_dir: Path) -> Iterator[None]:
     """While the block runs, Hydra's mode probe answers ``None`` without composing where
     ``mode_is_unset`` (module doc); Hydra's own probe otherwise. Put back when the block ends."""
-    from hydra._internal.hydra import Hydra
+    from hydra._internal.hydra import Hydra  # private: hydra-core is pinned to 1.3 (pyproject.toml)
 
-    original = Hydra.get_mode
+    original = getattr(Hydra, "get_mode", None)
+    if original is None:  # another Hydra: it composes as it does (tests/cli/test_one_compose.py counts)
+        yield
+        return
 
     def get_mode(self: Any, config_name: str | None, overrides: list[str]) -> Any:
         sources = [(s.provider, s.path) for s in self.config_loader.get_sources()]
