@@ -152,10 +152,11 @@ def collect_run(tree: Path, base_url: str, src: Path, out: Path, concurrency: in
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    variants = [_variant(t) for t in (args.tree or [str(ROOT)])]
+    names = args.tree or [str(ROOT)]
+    variants = [_variant(t) for t in names]
     trees = [tree for tree, _ in variants]
     report: dict[str, Any] = {"cpus": os.cpu_count(), "loadavg_before": os.getloadavg(), "rows": args.rows,
-                              "concurrency": args.concurrency, "trees": args.tree or [str(ROOT)], "extra": args.extra}
+                              "concurrency": args.concurrency, "trees": names, "extra": args.extra}
     if args.compile:
         for tree in dict.fromkeys(trees):
             subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "gym_rollouts")], check=True)
@@ -168,9 +169,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             bodies = first_bodies(src, trees[0])
             await loop_rate(base_url, bodies[:500], args.concurrency)  # warm the server up
             per_tree: dict[str, dict[str, list[Any]]] = {str(t): {"p1": [], "steady": [], "runs": [], "startup": [], "cpu": []}
-                                                         for t in args.tree or [str(ROOT)]}
+                                                         for t in names}
             loops = []
-            names = args.tree or [str(ROOT)]
             for r in range(args.rounds):
                 order = list(zip(names, variants))
                 for name, (tree, loop) in (order if r % 2 == 0 else order[::-1]):  # no tree always first

@@ -17,10 +17,11 @@ does not define (``model.extra_body``) are not checked: they are sent as given.
 from __future__ import annotations
 
 import math
-from gym_rollouts.typecheck import is_mapping
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from gym_rollouts.typecheck import is_mapping
 
 INT64 = (-(2 ** 63), 2 ** 63 - 1)
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
