@@ -128,7 +128,7 @@ class RouterConfig:
 
     policy: str = "sticky_least_loaded"
     overload_factor: float = 2.0
-    overload_min_gap: int = 16
+    overload_min_gap: int = 24
     weights: tuple[float, ...] = ()
     health_interval_s: float = 2.0
     health_timeout_s: float = 5.0
@@ -142,7 +142,7 @@ class RouterConfig:
     dead_fleet_timeout_s: float = 60.0  # no server answered anything this long: stop the run (0 = off)
     max_rollouts_per_server: int | None = None  # cap on live rollouts per server (null: none)
     group_affinity: bool = True  # rollouts of one task go to one server (shared prompt prefilled once)
-    group_max_imbalance: float = 16.0  # ... while its load exceeds the least-loaded server's by at most this
+    group_max_imbalance: float = 24.0  # ... while its load exceeds the least-loaded server's by at most this
     learn_capacity: bool = True  # weights learned from latencies when router.weights is empty
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)  # num_samples_in_parallel: auto
 

@@ -101,9 +101,9 @@ class RoutingPolicy:
     """Chooses a server index per call; remembers each live rollout's server."""
 
     def __init__(self, servers: list[ServerState], kind: str = "sticky_least_loaded", *,
-                 overload_factor: float = 2.0, overload_min_gap: int = 16,
+                 overload_factor: float = 2.0, overload_min_gap: int = 24,
                  kv_saturation: float = 1.0, group_affinity: bool = True,
-                 group_max_imbalance: float = 16.0) -> None:
+                 group_max_imbalance: float = 24.0) -> None:
         if kind not in POLICIES:
             raise ValueError(f"unknown routing policy {kind!r}; choose from {', '.join(POLICIES)}")
         if not servers:

@@ -202,11 +202,11 @@ def test_by_default_a_burst_of_repeats_stays_on_one_server(group_size) -> None:
     assert policy.affinity_breaks == 0
 
 
-def test_by_default_a_group_still_splits_beyond_sixteen() -> None:
+def test_by_default_a_group_still_splits_beyond_twenty_four() -> None:
     servers = fleet(2)
     policy = RoutingPolicy(servers)
     assert policy.choose("a", group="g") == 0
-    servers[0].in_flight = 17
+    servers[0].in_flight = 25
     assert policy.choose("b", group="g") == 1 and policy.group_breaks == 1
 
 
@@ -258,3 +258,36 @@ def test_without_caution_the_bound_alone_applies() -> None:
     policy.cautious_untried = False  # hand or fixed weights
     servers[0].in_flight, servers[1].in_flight = 10, 0
     assert policy.choose("b", group="g") == 0
+
+
+def test_with_the_defaults_a_group_of_16_stays_whole_when_a_batch_ends_beside_it() -> None:
+    """The default bound and gap (24, docs/router.md "Choosing the bounds"): a group of 16 repeats
+    starts on a server running a batch of 8 and another server's batch of 8 ends meanwhile; the
+    group stays whole and its second turns stay sticky. With the earlier 16 / 16 it split."""
+    def place(policy: RoutingPolicy, servers: list[ServerState]) -> tuple[set[int], int]:
+        for s in servers:
+            s.in_flight = 8  # every server runs a batch of 8
+        chosen = []
+        for r in range(16):
+            if r == 4:
+                servers[2].in_flight = 0  # server 2's batch ends while the group arrives
+            index = policy.choose(f"g-{r}", group="g")
+            servers[index].in_flight += 1
+            chosen.append(index)
+        moved = 0
+        for r in range(16):  # second turns: each rollout's first call answered, the next sent
+            servers[chosen[r]].in_flight -= 1
+            index = policy.choose(f"g-{r}")
+            servers[index].in_flight += 1
+            moved += index != chosen[r]
+        return set(chosen), moved
+
+    servers = fleet(3)
+    policy = RoutingPolicy(servers)
+    assert (policy.group_max_imbalance, policy.overload_min_gap) == (24.0, 24)
+    assert place(policy, servers) == ({0}, 0)
+    assert (policy.group_breaks, policy.affinity_breaks) == (0, 0)
+    servers = fleet(3)
+    earlier = RoutingPolicy(servers, group_max_imbalance=16.0, overload_min_gap=16)
+    homes, _ = place(earlier, servers)
+    assert homes == {0, 2} and earlier.group_breaks == 1
