@@ -52,6 +52,7 @@ POLICIES: dict[str, dict[str, Any]] = {
     "ours": {},  # group affinity + learned capacity (the defaults)
     "ours+hand_weights": {"weights": "hand"},
     "ours+hand_weights_no_tail": {"weights": "hand", "tail": False},
+    "ours_bounds_16_16": {"group_max_imbalance": 16.0, "overload_min_gap": 16},  # the defaults before 24 / 24
     "ours_bounds_4_8": {"group_max_imbalance": 4.0, "overload_min_gap": 8},  # the defaults before 16 / 16
     "ours_no_tail": {"tail": False},  # the router not told the run's unstarted count (its tail rules off)
     "ours_power_2": {"power": 2.0},  # learned weights with the estimator's power 2 (the default before 1)
