@@ -172,14 +172,15 @@ def field_problems(params: Mapping[str, Any]) -> list[str]:
     checks them again, so the answer is memoized by the fields' JSON (orjson, the form the body is
     sent in): the fields are judged as that JSON decodes, so equal JSON means an equal answer.
     Judged as they are, without the memo: fields that are not JSON as they stand (a set, a
-    subclass of str or int, a dataclass: orjson refuses them here) and any with a null in their
-    JSON (orjson writes NaN and infinities as null, and those must be refused as what they are)."""
+    subclass of str or int, a dataclass: orjson refuses them here) and any with a null value in
+    their JSON (orjson writes NaN and infinities as null, and those must be refused as what they
+    are; the string "null", as in a tool schema's ``"type": "null"``, is no such value)."""
     fields = {k: v for k, v in params.items() if k != "input"}
     try:
         key = orjson.dumps(fields, option=_KEY_OPTIONS)
     except TypeError:  # orjson.JSONEncodeError
         return _field_problems(fields)
-    if b"null" in key:
+    if b":null" in key or b"[null" in key or b",null" in key:  # compact JSON: a null value follows : [ or ,
         return _field_problems(fields)
     known = _FIELDS_MEMO.get(key)
     if known is None:

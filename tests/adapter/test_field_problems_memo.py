@@ -87,3 +87,20 @@ def test_a_tuple_is_the_json_array_it_is_sent_as() -> None:
     cfg = ModelConfig()
     sent = [orjson.dumps(build_chat_body(params, cfg, "m")) for params in (as_tuple, as_list)]
     assert sent[0] == sent[1]
+
+
+@pytest.mark.parametrize("bad", [[math.nan], [1, math.inf], {"7": -math.inf}])
+def test_nan_inside_a_list_or_an_object_is_not_memoized(bad) -> None:
+    field_problems({"input": "hi", "logit_bias": bad})
+    assert request._FIELDS_MEMO == {}
+
+
+def test_the_string_null_in_a_tool_schema_is_memoized() -> None:
+    """A schema's optional parameter (``"type": "null"``) or a description saying "null" is a
+    string, not a null value: those fields are memoized like any other."""
+    tool = {"type": "function", "name": "f", "description": "returns null on failure",
+            "parameters": {"type": "object", "properties": {
+                "city": {"anyOf": [{"type": "string"}, {"type": "null"}]}}}}
+    params = {"input": "hi", "tools": [tool]}
+    assert field_problems(params) == request._field_problems({"tools": [tool]}) == []
+    assert len(request._FIELDS_MEMO) == 1
