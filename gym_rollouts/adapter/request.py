@@ -180,7 +180,8 @@ def field_problems(params: Mapping[str, Any]) -> list[str]:
         key = orjson.dumps(fields, option=_KEY_OPTIONS)
     except TypeError:  # orjson.JSONEncodeError
         return _field_problems(fields)
-    if b":null" in key or b"[null" in key or b",null" in key:  # compact JSON: a null value follows : [ or ,
+    # in compact JSON a null value follows ":", "[" or ","; the string "null" follows a quote
+    if b"null" in key and (b":null" in key or b"[null" in key or b",null" in key):
         return _field_problems(fields)
     known = _FIELDS_MEMO.get(key)
     if known is None:
